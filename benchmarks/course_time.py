@@ -1,0 +1,98 @@
+"""Wall time and peak memory of every notebook, in `ci` and `cpu` mode, measured side by side.
+
+    python benchmarks/course_time.py                 # all notebooks, both modes
+    python benchmarks/course_time.py --modes cpu 00  # notebooks whose name starts with 00, cpu mode only
+
+Each notebook runs top to bottom in a fresh kernel (nbclient), as a learner would run it. Peak memory is
+the kernel's own high-water mark (VmHWM from /proc, Linux), read while it runs; the goal in `cpu` mode is
+at most 2 GiB per notebook, the memory Binder gives. Prints a table and the cpu/ci time ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+GOAL_GIB = 2.0
+RUNNER = """
+import sys, nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+NotebookClient(nb, timeout=1800, kernel_name="python3",
+               resources={"metadata": {"path": sys.argv[2]}}).execute()
+"""
+
+
+def _peak_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run(notebook: Path, mode: str) -> tuple[float, float, bool]:
+    """Execute one notebook; return (seconds, peak GiB of the kernel, succeeded)."""
+    env = {**os.environ, "COURSE_MODE": mode, "PYTHONWARNINGS": "ignore"}
+    env.pop("CI", None)
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(notebook), str(NOTEBOOKS)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak, runner = [0], psutil.Process(proc.pid)
+
+    def watch():
+        while proc.poll() is None:
+            try:
+                for child in runner.children(recursive=True):
+                    peak[0] = max(peak[0], _peak_kib(child.pid))
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    _, err = proc.communicate()
+    watcher.join()
+    if proc.returncode:
+        print(f"  {notebook.name} failed in {mode} mode:\n{err[-2000:]}", file=sys.stderr)
+    return time.perf_counter() - start, peak[0] / 2**20, proc.returncode == 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("prefixes", nargs="*", help="only notebooks whose name starts with one of these")
+    parser.add_argument("--modes", default="ci,cpu")
+    args = parser.parse_args()
+    modes = args.modes.split(",")
+    notebooks = [p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+                 if not args.prefixes or p.name.startswith(tuple(args.prefixes))]
+    print(f"{'notebook':<34}" + "".join(f"{m + ' s':>10}{m + ' GiB':>10}" for m in modes)
+          + ("   cpu/ci" if {"ci", "cpu"} <= set(modes) else ""))
+    failed = over = 0
+    for notebook in notebooks:
+        results = {mode: run(notebook, mode) for mode in modes}
+        row = f"{notebook.stem:<34}"
+        for mode in modes:
+            seconds, gib, ok = results[mode]
+            row += f"{seconds:>10.1f}{gib:>10.2f}" if ok else f"{'FAILED':>20}"
+            failed += not ok
+            over += mode == "cpu" and gib > GOAL_GIB
+        if {"ci", "cpu"} <= set(modes):
+            row += f"{results['cpu'][0] / results['ci'][0]:>9.1f}x"
+        print(row, flush=True)
+    print(f"goal: peak <= {GOAL_GIB} GiB per notebook in cpu mode; {over} over, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

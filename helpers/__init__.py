@@ -1,0 +1,24 @@
+"""helpers: the tested code behind the fine-tuning course notebooks.
+
+Each module has one concern:
+
+- ``environment``: mode (ci / cpu / gpu), seeds, threads, quiet CI, the environment check.
+- ``model``: the offline SmolLM2-135M-Instruct base model and chatting with it.
+- ``tokens``: offline tiktoken encodings, chat token counts, cost estimates.
+- ``formats``: JSONL, chat / legacy prompt-completion / Alpaca conversions, labels, splits.
+- ``validate``: one-pass validation reports for training files.
+- ``datasets``: public datasets (download, cache, verify, parse) with attribution.
+- ``collect``: scraping, LLM-generated data with a review loop.
+- ``clean``: normalising, de-duplicating, PII scrubbing, offensive-content flags, balance.
+- ``course_data``: loaders for the smart-home data that the course ships in ``data/``.
+- ``evaluate``: scoring models on the course tasks (intent accuracy, manual answers).
+- ``rag``: chunking, offline MiniLM embeddings, numpy and faiss search, retrieval metrics, RAG prompts.
+- ``trainer``: supervised fine-tuning (LoRA, prompt tuning, P-tuning, full), resumable checkpoints.
+- ``server``: the local server that speaks the OpenAI fine-tuning REST API (``python -m helpers.server``).
+- ``api``: the notebooks' client for the local server, OpenAI or Azure OpenAI, with a cost guard.
+- ``plots``: plotting helpers (token-count histograms).
+- ``exercises``: check functions for the notebook exercises.
+"""
+from helpers.environment import setup
+
+__all__ = ["setup"]

