@@ -6,11 +6,12 @@
 Accelerate calls every launch of several local processes ``--multi_gpu`` (it starts them with ``torchrun``);
 without that flag and without a config file, ``accelerate launch`` on a machine with no GPU starts one
 process. The script builds ``Accelerator(cpu=True)``, so the processes train on the CPU and add up their
-gradients over the gloo backend. On GPUs, drop ``--cpu`` and the same script uses NCCL (see
-``helpers/deepspeed/`` for ZeRO).
+gradients over the gloo backend. On GPUs, ``main(argv, cpu=False)`` lets Accelerate use them (NCCL);
+``launch_command(..., deepspeed_config=...)`` starts it under DeepSpeed ZeRO (see ``helpers/deepspeed/``).
 
 It trains the base model on the first ``--examples`` requests of the intent task with ``--method`` lora,
-prompt_tuning or full, and writes ``OUT/run.json`` (the loss of every step, seconds, peak memory,
+prompt_tuning or full (``--optimizer adafactor`` keeps almost no optimizer state: full fine-tuning with AdamW
+needs 16 bytes a parameter, about 2.2 GB for SmolLM2-135M), and writes ``OUT/run.json`` (the loss of every step, seconds, peak memory,
 parameter counts) and ``OUT/final/`` (the adapter or the full weights; ``trainer.load_adapter`` reads it).
 It reuses the trainer's encoding (loss on the reply tokens only), padding and loss.
 
@@ -23,14 +24,18 @@ Why one process and two give the same result
   averages the n gradients: their average is then exactly the one-process gradient.
 * Same start: the seed is set before the adapter is created, and DDP copies process 0's weights to all.
 * No dropout (``--lora-dropout 0``): dropout draws its random masks differently in each layout.
-What remains is rounding: sums taken in another order, about 1e-6 of the loss.
+What remains is rounding: sums taken in another order, about 1e-6 of the loss. Adam divides each gradient
+by its running size, so where a gradient is near zero that rounding can move a weight by about a hundredth
+of one step (the learning rate); a real mismatch, such as another batch, moves weights by whole steps.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +45,7 @@ from helpers.course_data import intent_chat, load_intents
 from helpers.model import load_tokenizer
 
 METHODS = ("lora", "prompt_tuning", "full")
+OPTIMIZERS = ("adamw", "adafactor")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,8 +62,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
                    help="comma-separated module names (or name endings, e.g. layers.29.self_attn.q_proj)")
     p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS,
+                   help="adamw: two fp32 moments per weight; adafactor: factored second moment, no momentum")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster where supported, less exact)")
+    p.add_argument("--gpu", action="store_true", help="train on the GPUs (default: the CPU, gloo)")
     args = p.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.examples < 1:
         p.error("--batch-size, --steps and --examples must be >= 1")
@@ -104,6 +113,18 @@ def build_model(args):
     return get_peft_model(model, trainer._peft_config(config)).train()
 
 
+def make_optimizer(name: str, params: list, lr: float):
+    """AdamW (8 bytes of state per trained weight) or Adafactor (a few bytes per row and column of each matrix)."""
+    import torch
+
+    if name == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(params, lr=lr, scale_parameter=False, relative_step=False, warmup_init=False,
+                         weight_decay=0.0)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+
 def _loss_module():
     import torch
 
@@ -138,7 +159,7 @@ def run(args) -> dict:
     trainable, total = trainer.count_parameters(model)
     lr = args.lr if args.lr is not None else trainer.SUGGESTED_LEARNING_RATE[args.method]
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    optimizer = make_optimizer(args.optimizer, params, lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / args.steps)  # linear to 0
     wrapped, optimizer = accelerator.prepare(_loss_module()(model), optimizer)
 
@@ -161,7 +182,7 @@ def run(args) -> dict:
     peak = accelerator.gather(torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0]))
 
     summary = {"method": args.method, "world_size": world, "steps": args.steps, "batch_size": args.batch_size,
-               "examples": len(rows), "learning_rate": lr, "losses": losses, "seconds": round(seconds, 3),
+               "examples": len(rows), "learning_rate": lr, "optimizer": args.optimizer, "losses": losses, "seconds": round(seconds, 3),
                "peak_rss_mb": [round(float(x), 1) for x in peak], "trainable": trainable, "total": total,
                "backend": torch.distributed.get_backend() if world > 1 else None,
                "final_dir": str(Path(args.out) / "final")}
@@ -176,10 +197,10 @@ def run(args) -> dict:
     return {**summary, "rank": rank}
 
 
-def main(argv=None, cpu: bool = True) -> dict:
-    """Parse ``argv`` and train. ``cpu=False`` lets Accelerate pick the GPUs (the script's default is CPU)."""
+def main(argv=None, cpu: bool | None = None) -> dict:
+    """Parse ``argv`` and train, on the CPU unless ``--gpu`` or ``cpu=False`` lets Accelerate pick the GPUs."""
     args = parse_args(argv)
-    args.cpu = cpu
+    args.cpu = (not args.gpu) if cpu is None else cpu
     return run(args)
 
 
@@ -189,16 +210,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_command(out, num_processes: int = 2, extra: list[str] | None = None) -> list[str]:
+def launch_command(out, num_processes: int = 2, extra: list[str] | None = None,
+                   deepspeed_config=None) -> list[str]:
     """The ``accelerate launch`` command line that runs this script in ``num_processes`` processes.
 
     The flags that ``accelerate launch`` would otherwise take from ``accelerate config`` are spelled out,
     and the processes meet on a free local port, so two launches at once do not collide.
+    ``deepspeed_config`` (a JSON file such as ``helpers/deepspeed/zero2.json``) launches under DeepSpeed
+    instead, on the GPUs (``--gpu``): DeepSpeed needs CUDA and the ``deepspeed`` package.
     """
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-            str(num_processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(free_port()), "-m", "helpers.distributed", "--out", str(out),
-            *(extra or [])]
+    if deepspeed_config:
+        how, script_flags = ["--use_deepspeed", "--deepspeed_config_file", str(deepspeed_config)], ["--gpu"]
+    else:
+        how, script_flags = ["--multi_gpu", "--mixed_precision", "no"], []
+    return [sys.executable, "-m", "accelerate.commands.launch", *how, "--num_processes", str(num_processes),
+            "--num_machines", "1", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+            "-m", "helpers.distributed", "--out", str(out), *script_flags, *(extra or [])]
+
+
+def launch(out, num_processes: int = 1, extra: list[str] | None = None, threads: int | None = None,
+           timeout: float | None = None) -> dict:
+    """Run the script in new processes and return its ``run.json`` (plus ``wall_seconds``, start-up included).
+
+    One process: ``python -m helpers.distributed``; more: :func:`launch_command`. Each process gets
+    ``threads`` CPU threads (default: the cores shared out between the processes). Because every run is
+    a process of its own, its ``peak_rss_mb`` is the memory of that run alone.
+    """
+    from helpers.environment import REPO_ROOT
+
+    if num_processes == 1:
+        command = [sys.executable, "-m", "helpers.distributed", "--out", str(out), *(extra or [])]
+    else:
+        command = launch_command(out, num_processes, extra)
+    threads = threads or max(1, (os.cpu_count() or 1) // num_processes)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode:
+        raise RuntimeError(f"The training script exited with code {done.returncode}. Its output ends:\n"
+                           f"{(done.stdout + done.stderr)[-3000:]}")
+    return {**read_run(out), "wall_seconds": round(time.perf_counter() - started, 1)}
 
 
 def read_run(out) -> dict:

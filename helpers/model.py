@@ -126,6 +126,20 @@ def load_base_model(device: str | None = None, dtype=None):
     return model, load_tokenizer(source)
 
 
+def shared_weights_copy(model):
+    """A second model object that uses the very same weight tensors as ``model``: no extra memory.
+
+    For LoRA training next to inference (the course server): LoRA freezes the base weights and adds
+    its own small matrices, so both copies can share the base. Never train all weights of such a copy,
+    or merge an adapter into it: that would change the other copy too. Take it from a model that peft
+    has not wrapped yet (peft changes the modules it wraps in place).
+    """
+    import copy
+
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return copy.deepcopy(model, shared)
+
+
 def chat_prompt(tokenizer, messages: list[dict]) -> str:
     """The exact text the model sees for ``messages``, ending where the assistant's reply begins."""
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -408,6 +408,24 @@ def count_parameters(model) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
+def skeleton(config: TrainConfig | None = None):
+    """The base model wrapped for ``config.method``, built on PyTorch's "meta" device: every module and
+    shape, no weights. Counting its parameters (:func:`count_parameters`) costs no memory, for any rank."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = config or TrainConfig()
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base.model_source()))
+    if config.method == "full":
+        return model
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        return get_peft_model(model, _peft_config(config))
+
+
 def write_result_csv(metrics: pd.DataFrame, path, extra_columns: bool = False) -> Path:
     """Write the OpenAI result file: ``step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy``.
 

@@ -61,5 +61,7 @@ def test_two_processes_match_one(one_process, tmp_path):
     two = distributed.read_run(tmp_path / "two")
     assert two["world_size"] == 2 and two["backend"] == "gloo"
     assert two["losses"] == pytest.approx(one["losses"], rel=1e-4)
-    assert distributed.max_difference(out_one / "final", tmp_path / "two" / "final") < 1e-5
+    # Adam divides each gradient by its running size, so rounding in gradients near zero moves a weight by a
+    # small part of one step (lr = 1e-3 here); a real mismatch (another batch, another seed) moves it by ~lr.
+    assert distributed.max_difference(out_one / "final", tmp_path / "two" / "final") < 1e-4
     assert json.loads(done.stdout.strip().splitlines()[-1])["world_size"] == 2

@@ -44,3 +44,18 @@ def test_course_model_override_is_used(monkeypatch):
     monkeypatch.setenv("COURSE_MODEL", str(model.converted_dir()))
     assert model.model_source() == str(model.converted_dir())
     assert "COURSE_MODEL" in model.describe_source()
+
+
+def test_shared_weights_copy_shares_tensors_but_not_modules():
+    from peft import LoraConfig, get_peft_model
+
+    m, tok = model.load_base_model()
+    twin = model.shared_weights_copy(m)
+    pairs = list(zip(m.parameters(), twin.parameters()))
+    assert len(pairs) > 100 and all(a.data_ptr() == b.data_ptr() for a, b in pairs)  # no second copy
+    get_peft_model(twin, LoraConfig(r=4, target_modules=["q_proj"]))  # wraps the twin's modules only
+    assert not any("lora_" in name for name, _ in m.named_parameters())
+    twin.train()
+    assert not m.training
+    prompt = [[{"role": "user", "content": "Say hello."}]]
+    assert model.generate(m, tok, prompt, max_new_tokens=6)[0]  # the original still generates

@@ -532,6 +532,44 @@ def test_api_answers_match_direct_generation(server, client, trained):
     assert through_api == base.generate(model, tokenizer, questions, max_new_tokens=6, batch_size=1)
 
 
+
+def test_load_lora_adapter_serves_an_adapter_trained_elsewhere(server, client, trained, tmp_path):
+    import shutil
+
+    mine = tmp_path / "mine"  # as a notebook would save it, with a file the server must not copy
+    shutil.copytree(server.workspace / "adapters" / trained.id / "final", mine)
+    (mine / "README.md").write_text("notes")
+
+    def load(name, path):
+        return client.post("/load_lora_adapter", body={"lora_name": name, "lora_path": str(path)},
+                           cast_to=openai.types.Model)
+
+    served = load("intents-lora", mine)
+    assert served.id == "intents-lora" and served.object == "model" and served.owned_by.startswith("org-")
+    assert "intents-lora" in [m.id for m in client.models.list().data]
+    copied = next((server.workspace / "adapters" / "imported").glob("*/final"))
+    assert sorted(p.name for p in copied.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    question = course_data.intent_chat("Dim the porch light.")
+
+    def answer(model):
+        return client.chat.completions.create(model=model, messages=question, temperature=0,
+                                              max_tokens=6).choices[0].message.content
+
+    assert answer("intents-lora") == answer(trained.fine_tuned_model)
+    assert load("intents-lora", mine).id == "intents-lora"  # loading again replaces the adapter
+    prompt = tmp_path / "prompt"
+    prompt.mkdir()
+    (prompt / "adapter_config.json").write_text(json.dumps({"peft_type": "PROMPT_TUNING"}))
+    (prompt / "adapter_model.safetensors").write_bytes(b"")
+    for name, path, code in [("gpt-4o-mini", mine, "model_exists"), (trained.fine_tuned_model, mine, "model_exists"),
+                             ("other", tmp_path / "missing", "invalid_value"), ("other", prompt, "invalid_value"),
+                             ("bad name!", mine, "invalid_value")]:
+        with pytest.raises(openai.BadRequestError) as err:
+            load(name, path)
+        assert err.value.code == code, (name, path)
+    assert client.models.delete("intents-lora").deleted is True
+    assert not copied.exists()
+
 def test_delete_model(client, trained):
     deleted = client.models.delete(trained.fine_tuned_model)
     assert deleted.deleted is True and deleted.id == trained.fine_tuned_model

@@ -5,7 +5,8 @@ Start it with ``python -m helpers.server --port 8765 --workspace DIR [--api-key 
 
 Modules:
 
-- ``app``: the FastAPI routes (files, fine-tuning jobs, events, checkpoints, models, chat/completions).
+- ``app``: the FastAPI routes (files, fine-tuning jobs, events, checkpoints, models, chat/completions), plus
+  vLLM's ``POST /v1/load_lora_adapter`` to serve a LoRA adapter trained outside the server.
 - ``jobs``: request checks, the job queue and its one training thread (:mod:`helpers.trainer`), recovery.
 - ``inference``: lazy model loading (LRU cache) and generation, plain and streamed.
 - ``shapes``: the JSON objects, shaped as OpenAI sends them.

@@ -4,6 +4,10 @@ Every error is OpenAI's envelope ``{"error": {"message", "type", "param", "code"
 codes; a client's mistake is never a 5xx, and every error carries ``x-should-retry: false`` so the SDK
 does not retry it (a retried ``jobs.create`` could start a second job). When the server has an API key, every ``/v1`` request needs ``Authorization: Bearer KEY``.
 ``GET /health`` is open (the notebook helper waits on it).
+
+One route is not OpenAI's: ``POST /v1/load_lora_adapter`` with ``{"lora_name", "lora_path"}`` serves a LoRA
+adapter saved on this machine (trained in a notebook rather than by a job) under a model name. It is the
+route vLLM offers for the same purpose; the ``openai`` SDK calls it with ``client.post``.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from helpers.server import rules, shapes
 from helpers.server.inference import Engine, Generated
-from helpers.server.jobs import JobManager, delete_model_files
+from helpers.server.jobs import JobManager, delete_model_files, import_adapter
 from helpers.server.shapes import ApiError
 from helpers.server.store import Store, b64
 
@@ -128,7 +132,7 @@ def create_app(workspace, api_key: str | None = None, mode: str = "cpu", max_len
     """
     store = Store(workspace)
     engine = Engine()
-    manager = JobManager(store, mode=mode, max_length=max_length)
+    manager = JobManager(store, mode=mode, max_length=max_length, base_for_training=engine.base_for_training)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -325,6 +329,14 @@ def create_app(workspace, api_key: str | None = None, mode: str = "cpu", max_len
         engine.forget(record["_path"])
         delete_model_files(record)
         return {"id": model, "object": "model", "deleted": True}
+
+    @app.post("/v1/load_lora_adapter")
+    def load_lora_adapter(body: JsonBody):
+        """Serve a LoRA adapter saved on this machine: ``{"lora_name": ..., "lora_path": ...}`` (vLLM's route)."""
+        record, replaced = import_adapter(store, body.get("lora_name"), body.get("lora_path"))
+        if replaced is not None:  # same name, new weights: drop the loaded copy of the old ones
+            engine.forget(store.abs(replaced["_path"]))
+        return shapes.public(record)
 
     # --- inference --------------------------------------------------------------------------------
     def usable(body: dict, endpoint: str) -> dict:

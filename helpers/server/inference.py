@@ -43,6 +43,7 @@ class Engine:
     def __init__(self, max_adapters: int = MAX_ADAPTERS):
         self.lock = threading.Lock()  # one generation (and one load) at a time
         self.base = self.peft = self._tokenizer = None
+        self.template = None  # the base model, never wrapped by peft; shares its weights with self.base
         self.adapters: OrderedDict = OrderedDict()  # path -> adapter name, least recently used first
         self.max_adapters, self._count = max_adapters, 0
 
@@ -50,9 +51,7 @@ class Engine:
         """``(model, tokenizer, context)``: run ``model`` inside ``context`` to use ``path``'s weights."""
         from contextlib import nullcontext
 
-        if self.base is None:
-            from helpers.model import load_base_model
-            self.base, _ = load_base_model()
+        self._load_base()
         if path is None:
             return (self.base, self.tokenizer, nullcontext()) if self.peft is None else \
                 (self.peft, self.tokenizer, self.peft.disable_adapter())
@@ -73,13 +72,28 @@ class Engine:
         self.peft.set_adapter(self.adapters[path])
         return self.peft, self.tokenizer, nullcontext()
 
+    def _load_base(self) -> None:
+        if self.base is None:
+            from helpers.model import load_base_model, shared_weights_copy
+            self.base, _ = load_base_model()
+            self.template = shared_weights_copy(self.base)
+
+    def base_for_training(self):
+        """A copy of the base model for a LoRA job that shares the base weights with inference, so a
+        server that trains while it answers holds one copy of the weights, not two."""
+        from helpers.model import shared_weights_copy
+
+        with self.lock:
+            self._load_base()
+            return shared_weights_copy(self.template)
+
     def forget(self, path: str | None) -> None:
         """Unload an adapter (after its files were deleted)."""
         with self.lock:
             name = self.adapters.pop(path, None)
             if name is not None:
                 if not self.adapters:  # peft keeps one adapter loaded at least: drop the wrapper
-                    self.base = self.peft = None
+                    self.base = self.peft = self.template = None
                 else:
                     self.peft.set_adapter(next(iter(self.adapters.values())))
                     self.peft.delete_adapter(name)

@@ -43,8 +43,9 @@ RESTARTED = ("The course server stopped while this job was running (for example 
 class JobManager:
     """Creates jobs, runs them one at a time, and answers cancel / pause / resume."""
 
-    def __init__(self, store: Store, mode: str = "cpu", max_length: int | None = None):
+    def __init__(self, store: Store, mode: str = "cpu", max_length: int | None = None, base_for_training=None):
         self.store = store
+        self.base_for_training = base_for_training  # () -> a base model to wrap with LoRA; None: load one
         self.max_length = max_length or MAX_LENGTH.get(mode, 256)
         self.flags: dict[str, str] = {}  # job id -> "cancel" | "pause", read by the trainer
         self.validate_q: queue.Queue = queue.Queue()
@@ -263,7 +264,8 @@ class JobManager:
         result = train(train_rows, valid_rows, config, self.store.adapters_dir(job_id),
                        on_event=lambda event: self._on_event(job_id, name, event, state),
                        should_stop=lambda: self.flags.get(job_id),
-                       resume_from=self.store.abs(job.get("_resume_from")))
+                       resume_from=self.store.abs(job.get("_resume_from")),
+                       model=self.base_for_training() if self.base_for_training else None)
         if result.status == "paused":
             step = int(result.metrics["step"].max()) if len(result.metrics) else 0
             self.log(job_id, f"Fine-tuning job paused at step {step}")
@@ -363,3 +365,51 @@ def delete_model_files(record: dict) -> None:
     path = record.get("_path")
     if path and Path(path).name == "final":
         shutil.rmtree(path, ignore_errors=True)
+
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def import_adapter(store: Store, name, path) -> tuple[dict, dict | None]:
+    """Serve a LoRA adapter trained outside the server (``POST /v1/load_lora_adapter``, as in vLLM).
+
+    Copies the adapter's two files from ``path`` (a folder on the server's machine, e.g. what
+    :func:`helpers.trainer.train` saved) into ``WORKSPACE/adapters/imported/`` and registers them as the model
+    ``name``. Calling it again with the same name replaces an imported adapter; the names of base models and of
+    models trained by jobs are refused. Returns ``(new record, replaced record or None)``.
+    """
+    import json
+
+    from helpers.server.store import _token
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._:/-]{1,128}", name):
+        raise ApiError(400, "lora_name must be 1 to 128 characters: letters, digits, '.', '_', ':', '/' or '-'.",
+                       param="lora_name", code="invalid_value")
+    old = store.get("models", name)
+    if name in base_names() or (old is not None and not old.get("_imported")):
+        raise ApiError(400, f"A model named {name!r} already exists and was not imported: choose another lora_name.",
+                       param="lora_name", code="model_exists")
+    folder = Path(path).expanduser() if isinstance(path, str) and path else None
+    if folder is None or not all((folder / f).is_file() for f in ADAPTER_FILES):
+        raise ApiError(400, f"lora_path must be a folder on the server's machine holding {' and '.join(ADAPTER_FILES)} "
+                       f"(a saved LoRA adapter); got {path!r}.", param="lora_path", code="invalid_value")
+    try:
+        peft_type = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get("peft_type")
+    except (ValueError, OSError, AttributeError):
+        peft_type = None
+    if peft_type != "LORA":
+        raise ApiError(400, f"The adapter in {path!r} is {peft_type!r}, not LORA: the server serves LoRA adapters "
+                       "only (prompt tuning changes the input, not the weights).", param="lora_path",
+                       code="invalid_value")
+    target = store.root / "adapters" / "imported" / _token(name) / "final"
+    tmp = target.with_name(f"final.tmp{secrets.token_hex(4)}")
+    tmp.mkdir(parents=True)
+    for f in ADAPTER_FILES:
+        shutil.copyfile(folder / f, tmp / f)
+    with store.lock:
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        record = {**shapes.model_object(name, now(), shapes.ORGANIZATION_ID), "_path": store.rel(target),
+                  "_format": "chat", "_imported": True}
+        store.put("models", name, record)
+    return record, old
