@@ -39,7 +39,7 @@ def test_auto_hyperparameters_follow_openai_rules():
     assert resolve_hyperparameters({"n_epochs": 2, "batch_size": 64, "learning_rate_multiplier": 2}, 30) == \
         {"n_epochs": 2, "batch_size": 64, "learning_rate_multiplier": 2}
     _, config = train_config({"batch_size": 64, "learning_rate_multiplier": 0.5}, 30, seed=5, max_length=128)
-    assert config.batch_size == 30 and config.learning_rate == BASE_LR * 0.5 and config.keep_checkpoints == 3
+    assert config.batch_size * config.grad_accum == 30 and config.batch_size <= 4 and config.learning_rate == BASE_LR * 0.5 and config.keep_checkpoints == 3
 
 
 def test_store_writes_atomically_and_skips_a_torn_event_line(tmp_path):
