@@ -10,10 +10,11 @@ gradients over the gloo backend. On GPUs, ``main(argv, cpu=False)`` lets Acceler
 ``launch_command(..., deepspeed_config=...)`` starts it under DeepSpeed ZeRO (see ``helpers/deepspeed/``).
 
 It trains the base model on the first ``--examples`` requests of the intent task with ``--method`` lora,
-prompt_tuning or full (``--optimizer adafactor`` keeps almost no optimizer state: full fine-tuning with AdamW
-needs 16 bytes a parameter, about 2.2 GB for SmolLM2-135M), and writes ``OUT/run.json`` (the loss of every step, seconds, peak memory,
+prompt_tuning or full, and writes ``OUT/run.json`` (the loss of every step, seconds, peak memory,
 parameter counts) and ``OUT/final/`` (the adapter or the full weights; ``trainer.load_adapter`` reads it).
-It reuses the trainer's encoding (loss on the reply tokens only), padding and loss.
+It reuses the trainer's encoding (loss on the reply tokens only), padding and loss. Full fine-tuning with
+AdamW needs 16 bytes a parameter (weights, gradients, two moments: about 2.2 GB for SmolLM2-135M);
+``--optimizer adafactor`` keeps only a few numbers per row and column of each matrix instead.
 
 Why one process and two give the same result
 --------------------------------------------
@@ -25,7 +26,7 @@ Why one process and two give the same result
 * Same start: the seed is set before the adapter is created, and DDP copies process 0's weights to all.
 * No dropout (``--lora-dropout 0``): dropout draws its random masks differently in each layout.
 What remains is rounding: sums taken in another order, about 1e-6 of the loss. Adam divides each gradient
-by its running size, so where a gradient is near zero that rounding can move a weight by about a hundredth
+by its running size, so where a gradient is near zero that rounding can move a weight by a few hundredths
 of one step (the learning rate); a real mismatch, such as another batch, moves weights by whole steps.
 """
 from __future__ import annotations
@@ -66,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="adamw: two fp32 moments per weight; adafactor: factored second moment, no momentum")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster where supported, less exact)")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass: far less memory, about 40%% slower")
     p.add_argument("--gpu", action="store_true", help="train on the GPUs (default: the CPU, gloo)")
     args = p.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.examples < 1:
@@ -96,6 +99,23 @@ def count_tokens(rows: list[dict]) -> int:
     return sum(label != trainer.IGNORE for r in rows for label in r["labels"][1:])
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB.
+
+    On Linux it reads ``VmHWM``: ``ru_maxrss`` would also count the parent's memory, because a child
+    started by ``fork`` + ``exec`` (a notebook starting this script) inherits the parent's high-water mark.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KB on Linux
+
+
 def build_model(args):
     """The base model wrapped for ``args.method`` (seeded first: a LoRA adapter starts random)."""
     from peft import get_peft_model
@@ -105,12 +125,14 @@ def build_model(args):
 
     set_seed(args.seed)
     model, _ = base.load_base_model("cpu" if args.cpu else None)
-    if args.method == "full":
-        return model.train()
-    config = trainer.TrainConfig(method=args.method, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
-                                 lora_dropout=args.lora_dropout,
-                                 target_modules=tuple(args.target_modules.split(",")))
-    return get_peft_model(model, trainer._peft_config(config)).train()
+    if args.method != "full":
+        config = trainer.TrainConfig(method=args.method, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                                     lora_dropout=args.lora_dropout,
+                                     target_modules=tuple(args.target_modules.split(",")))
+        model = get_peft_model(model, trainer._peft_config(config))
+    if args.gradient_checkpointing:
+        trainer.enable_gradient_checkpointing(model)
+    return model.train()
 
 
 def make_optimizer(name: str, params: list, lr: float):
@@ -179,11 +201,16 @@ def run(args) -> dict:
         total_loss = accelerator.reduce(loss_sum.detach().reshape(1), reduction="sum")
         losses.append(float(total_loss) / n_tokens)
     seconds = time.perf_counter() - started
-    peak = accelerator.gather(torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0]))
+    device = accelerator.device
+    peak = accelerator.gather(torch.tensor([peak_rss_mb()], device=device))
+    gpu_peak = accelerator.gather(torch.tensor([torch.cuda.max_memory_allocated(device) / 2**20], device=device)) \
+        if device.type == "cuda" else None
 
     summary = {"method": args.method, "world_size": world, "steps": args.steps, "batch_size": args.batch_size,
-               "examples": len(rows), "learning_rate": lr, "optimizer": args.optimizer, "losses": losses, "seconds": round(seconds, 3),
-               "peak_rss_mb": [round(float(x), 1) for x in peak], "trainable": trainable, "total": total,
+               "examples": len(rows), "learning_rate": lr, "optimizer": args.optimizer, "losses": losses,
+               "seconds": round(seconds, 3), "peak_rss_mb": [round(float(x), 1) for x in peak],
+               "peak_gpu_mb": None if gpu_peak is None else [round(float(x), 1) for x in gpu_peak],
+               "trainable": trainable, "total": total,
                "backend": torch.distributed.get_backend() if world > 1 else None,
                "final_dir": str(Path(args.out) / "final")}
     accelerator.wait_for_everyone()
@@ -233,8 +260,8 @@ def launch(out, num_processes: int = 1, extra: list[str] | None = None, threads:
     """Run the script in new processes and return its ``run.json`` (plus ``wall_seconds``, start-up included).
 
     One process: ``python -m helpers.distributed``; more: :func:`launch_command`. Each process gets
-    ``threads`` CPU threads (default: the cores shared out between the processes). Because every run is
-    a process of its own, its ``peak_rss_mb`` is the memory of that run alone.
+    ``threads`` CPU threads (default: ``OMP_NUM_THREADS``, else the cores, shared out between the processes).
+    Because every run is a process of its own, its ``peak_rss_mb`` is the memory of that run alone.
     """
     from helpers.environment import REPO_ROOT
 
@@ -242,7 +269,7 @@ def launch(out, num_processes: int = 1, extra: list[str] | None = None, threads:
         command = [sys.executable, "-m", "helpers.distributed", "--out", str(out), *(extra or [])]
     else:
         command = launch_command(out, num_processes, extra)
-    threads = threads or max(1, (os.cpu_count() or 1) // num_processes)
+    threads = threads or max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1) // num_processes)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     started = time.perf_counter()
@@ -251,6 +278,11 @@ def launch(out, num_processes: int = 1, extra: list[str] | None = None, threads:
         raise RuntimeError(f"The training script exited with code {done.returncode}. Its output ends:\n"
                            f"{(done.stdout + done.stderr)[-3000:]}")
     return {**read_run(out), "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def peak_mb(run: dict) -> float:
+    """A run's peak memory in MB: the GPU memory it allocated on a GPU, else its largest process's RSS."""
+    return max(run.get("peak_gpu_mb") or run["peak_rss_mb"])
 
 
 def read_run(out) -> dict:

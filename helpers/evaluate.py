@@ -35,10 +35,11 @@ def answer_correct(answer: str, keys: list[str]) -> bool:
     return all(_plain(key) in answer for key in keys)
 
 
-def classify(model, tokenizer, texts: list[str], batch_size: int = 16) -> list[str | None]:
-    """Ask the model for the intent of each text; parse the label from its reply."""
+def classify(model, tokenizer, texts: list[str], batch_size: int = 16, bf16: bool = False) -> list[str | None]:
+    """Ask the model for the intent of each text; parse the label from its reply (``bf16``: see
+    :func:`helpers.model.generate`)."""
     replies = base.generate(model, tokenizer, [course_data.intent_chat(t) for t in texts],
-                            max_new_tokens=8, batch_size=batch_size)
+                            max_new_tokens=8, batch_size=batch_size, bf16=bf16)
     return [parse_label(r, course_data.INTENT_LABELS) for r in replies]
 
 

@@ -350,6 +350,9 @@ def check_lora_params(lora_params, measured: dict) -> bool:
     problems = []
     for r, expected in sorted(measured.items()):
         got = lora_params(r)
+        if got is ... or got is None:
+            problems.append(f"lora_params({r}) returned {got!r}: the function body is not written yet")
+            break
         if got != expected:
             hint = ""
             if got and expected and got * 2 == expected:
@@ -376,9 +379,69 @@ def check_zero_memory(memory_gb) -> bool:
     problems = []
     for (n, gpus, stage), expected in ZERO_CASES:
         got = memory_gb(n, gpus, stage)
-        if got is None or abs(got - expected) > 0.02 * expected:
+        if got is ... or got is None:
+            problems.append("memory_gb returned None: the function body is not written yet")
+            break
+        if abs(got - expected) > 0.02 * expected:
             problems.append(f"memory_gb({n:.3g}, {gpus}, stage={stage}) = {got!r}, expected about {expected:g} GB")
     if problems:
         problems.append("Hint: stage 1 divides the 12 optimizer bytes by the GPUs, stage 2 also the 2 gradient "
                         "bytes, stage 3 all 16.")
+    return _verdict(problems)
+
+
+# ---------------------------------------------------------------- 06: RAG or fine-tune?
+def check_cosine_top_k(top_k) -> bool:
+    """``top_k(query, vectors, k)`` must return the row numbers of the ``k`` rows of ``vectors`` with the
+    highest cosine similarity to ``query``, best first. The vectors here are NOT unit length."""
+    if _not_done(top_k):
+        return False
+    import numpy as np
+
+    rng = np.random.default_rng(6)
+    vectors, query = rng.normal(size=(40, 8)) * rng.uniform(0.1, 10, size=(40, 1)), rng.normal(size=8)
+    cosine = vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+    expected = np.argsort(-cosine)[:5].tolist()
+    got = top_k(query, vectors, 5)
+    if got is None or got is ...:
+        return _verdict(["top_k returned nothing: the function body is not written yet"])
+    got = [int(i) for i in got]
+    problems = []
+    if got == np.argsort(-(vectors @ query))[:5].tolist() and got != expected:
+        problems.append("you ranked by the plain dot product: divide by both vectors' lengths first")
+    elif got == expected[::-1]:
+        problems.append("right rows, wrong order: the best match must come first")
+    elif got != expected:
+        problems.append(f"expected rows {expected}, got {got}")
+    return _verdict(problems)
+
+
+DECISIONS = ("prompt", "rag", "fine-tune", "both")
+DECISION_SCENARIOS = {
+    "The assistant must answer from a price list that changes every week.": "rag",
+    "Six labels, a strict one-word format, 50,000 requests a day, on a small model.": "fine-tune",
+    "You want to try a new summary task this afternoon, with no data and no budget.": "prompt",
+    "Answers must come from a changing manual AND always be one short line with a citation, "
+    "which the small model does not do when asked.": "both",
+    "A new domain with thousands of invented product facts the model has never seen.": "rag",
+}
+DECISION_REASONS = {
+    "rag": "facts (new or changing) belong in the passages: re-index, do not retrain",
+    "fine-tune": "a fixed behaviour or format, at volume, is what training bakes in",
+    "prompt": "with no data and no budget, start with a prompt: it costs nothing to try",
+    "both": "retrieval brings the facts, fine-tuning teaches the behaviour of using them",
+}
+
+
+def check_decisions(answers: dict) -> bool:
+    """``answers`` maps each of :data:`DECISION_SCENARIOS` to ``"prompt"``, ``"rag"``, ``"fine-tune"`` or ``"both"``."""
+    if _not_done(answers):
+        return False
+    problems = []
+    for scenario, expected in DECISION_SCENARIOS.items():
+        given = str(answers.get(scenario, "")).strip().lower()
+        if given not in DECISIONS:
+            problems.append(f"{scenario!r}: answer one of {DECISIONS}, not {given!r}.")
+        elif given != expected:
+            problems.append(f"{scenario!r}: {given} is not the best fit. Hint: {DECISION_REASONS[expected]}.")
     return _verdict(problems)

@@ -281,6 +281,13 @@ def _prepare_model(config: TrainConfig, model, resume_from):
     return get_peft_model(model, _peft_config(config))
 
 
+def enable_gradient_checkpointing(model) -> None:
+    """Keep only each layer's input for the backward pass and recompute the rest: far less memory, ~40% slower."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner.config.use_cache = False
+    inner.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+
 def _is_prompt_learning(model) -> bool:
     return bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
 
@@ -486,9 +493,7 @@ def train(train_examples, valid_examples=None, config: TrainConfig | None = None
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         model = _prepare_model(config, model, resume_from)
     if config.gradient_checkpointing:
-        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-        inner.config.use_cache = False
-        inner.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        enable_gradient_checkpointing(model)
     device = next(model.parameters()).device
     bf16 = use_bf16(config.bf16, device)
 

@@ -1,6 +1,6 @@
 """The distributed training script: batching, one process, and two processes (DDP over gloo) giving the same run.
 
-Tiny: 8 requests, 2 steps of a global batch of 4, 32-token examples; one thread per process.
+Tiny: 8 requests, 2 steps of a global batch of 4, examples cut at 64 tokens; one thread per process.
 """
 import json
 import os
@@ -65,3 +65,58 @@ def test_two_processes_match_one(one_process, tmp_path):
     # small part of one step (lr = 1e-3 here); a real mismatch (another batch, another seed) moves it by ~lr.
     assert distributed.max_difference(out_one / "final", tmp_path / "two" / "final") < 1e-4
     assert json.loads(done.stdout.strip().splitlines()[-1])["world_size"] == 2
+
+
+def test_deepspeed_configs_name_their_stage():
+    folder = REPO_ROOT / "helpers" / "deepspeed"
+    for stage in (1, 2, 3):
+        config = json.loads((folder / f"zero{stage}.json").read_text())
+        assert config["zero_optimization"]["stage"] == stage
+        assert config["train_micro_batch_size_per_gpu"] >= 1 and config["gradient_clipping"] == 1.0
+    assert json.loads((folder / "zero3.json").read_text())["zero_optimization"][
+        "stage3_gather_16bit_weights_on_model_save"] is True  # else the saved model is only shards
+
+
+def test_deepspeed_launch_command_runs_the_script_on_gpus():
+    command = distributed.launch_command("out", 4, ["--steps", "3"], deepspeed_config="helpers/deepspeed/zero2.json")
+    assert "--use_deepspeed" in command and "--multi_gpu" not in command
+    assert command[command.index("--deepspeed_config_file") + 1] == "helpers/deepspeed/zero2.json"
+    assert command[command.index("--num_processes") + 1] == "4"
+    assert command[-6:] == ["helpers.distributed", "--out", "out", "--gpu", "--steps", "3"]
+    assert distributed.parse_args(["--out", "x", "--gpu"]).gpu is True
+
+
+def test_adafactor_keeps_far_less_state_than_adamw():
+    import torch
+
+    def state_numbers(name):
+        weight = torch.nn.Parameter(torch.randn(64, 32))
+        optimizer = distributed.make_optimizer(name, [weight], 1e-3)
+        weight.grad = torch.randn(64, 32)
+        before = weight.detach().clone()
+        optimizer.step()
+        assert not torch.equal(before, weight.detach())  # it did update
+        return sum(t.numel() for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t) and t.dim())
+
+    assert state_numbers("adamw") == 2 * 64 * 32           # two moments per weight
+    assert state_numbers("adafactor") == 64 + 32           # one number per row and per column
+
+
+def test_launch_runs_a_fresh_process_and_reports_failures(tmp_path):
+    run = distributed.launch(tmp_path / "pt", 1, [*TINY, "--method", "prompt_tuning", "--lr", "3e-2"], threads=1)
+    assert run["world_size"] == 1 and run["method"] == "prompt_tuning" and run["wall_seconds"] > run["seconds"]
+    assert run["trainable"] < 20_000 and (tmp_path / "pt" / "final" / "adapter_config.json").exists()
+    assert run["peak_gpu_mb"] is None and distributed.peak_mb(run) == run["peak_rss_mb"][0] > 200  # MB, a model
+    with pytest.raises(RuntimeError, match="exited with code"):
+        distributed.launch(tmp_path / "bad", 1, ["--steps", "0"])
+
+
+def test_peak_memory_of_a_child_is_its_own():
+    import sys
+
+    ballast = bytearray(600 * 2**20)  # the parent grows by 600 MB before it starts a child
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    code = "from helpers import distributed; print(distributed.peak_rss_mb())"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert float(done.stdout) < 400 < distributed.peak_rss_mb()
+    del ballast

@@ -26,3 +26,11 @@ def test_base_model_is_poor_on_the_course_tasks():
     qa = course_data.load_qa("test").head(6)
     answers = evaluate.answer_questions(m, tok, qa["question"].tolist(), max_new_tokens=32)
     assert sum(evaluate.answer_correct(a, k) for a, k in zip(answers, qa["key"])) <= 2
+
+
+def test_classify_in_bf16_runs_and_mostly_agrees_with_float32():
+    m, tok = model.load_base_model()
+    texts = ["Reply with the word lights.", "Reply with the word heating.", "Reply with the word media."]
+    full = evaluate.classify(m, tok, texts)
+    fast = evaluate.classify(m, tok, texts, bf16=True)
+    assert len(fast) == 3 and sum(a == b for a, b in zip(full, fast)) >= 2

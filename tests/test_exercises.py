@@ -124,3 +124,50 @@ def test_decline_detector_check():
     assert exercises.check_decline_detector(ship.is_decline)
     assert not exercises.check_decline_detector(lambda a: "know" in a)
     assert not exercises.check_decline_detector(lambda a: True)
+
+
+# --- 04: LoRA on your machine --------------------------------------------------------------------------
+def test_lora_params_check():
+    measured = {4: 30 * 4 * 3840, 8: 30 * 8 * 3840}   # attention only: r * (d_in + d_out) summed = r * 3840
+    assert exercises.check_lora_params(lambda r: 30 * r * 3840, measured)
+    assert not exercises.check_lora_params(lambda r: 15 * r * 3840, measured)   # half: only A or only B
+    assert not exercises.check_lora_params(lambda r: r * 3840, measured)        # one layer, not 30
+    assert not exercises.check_lora_params(lambda r: None, measured)            # the stub's body: ...
+    assert not exercises.check_lora_params(..., measured)
+
+
+def test_zero_memory_check():
+    def memory_gb(n, gpus, stage):
+        weights, grads, optimizer = (2 if stage < 3 else 2 / gpus), (2 if stage < 2 else 2 / gpus), \
+            (12 if stage < 1 else 12 / gpus)
+        return n * (weights + grads + optimizer) / 1e9
+
+    assert exercises.check_zero_memory(memory_gb)
+    assert not exercises.check_zero_memory(lambda n, gpus, stage: n * 16 / 1e9)        # no sharding at all
+    assert not exercises.check_zero_memory(lambda n, gpus, stage: n * 16 / gpus / 1e9)  # everything sharded
+    assert not exercises.check_zero_memory(lambda n, gpus, stage: None)
+    assert not exercises.check_zero_memory(...)
+
+
+# --- 06: RAG or fine-tune? -----------------------------------------------------------------------------
+def test_cosine_top_k_check():
+    import numpy as np
+
+    def cosine_top_k(query, vectors, k):
+        scores = vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+        return np.argsort(-scores)[:k]
+
+    assert exercises.check_cosine_top_k(cosine_top_k)
+    assert not exercises.check_cosine_top_k(lambda q, v, k: np.argsort(-(v @ q))[:k])        # dot product only
+    assert not exercises.check_cosine_top_k(lambda q, v, k: cosine_top_k(q, v, k)[::-1])     # worst first
+    assert not exercises.check_cosine_top_k(lambda q, v, k: None)
+    assert not exercises.check_cosine_top_k(...)
+
+
+def test_decisions_check():
+    assert exercises.check_decisions(dict(exercises.DECISION_SCENARIOS))
+    wrong = dict(exercises.DECISION_SCENARIOS)
+    wrong[next(iter(wrong))] = "fine-tune"
+    assert not exercises.check_decisions(wrong)
+    assert not exercises.check_decisions({s: "maybe" for s in exercises.DECISION_SCENARIOS})
+    assert not exercises.check_decisions(...)

@@ -190,6 +190,22 @@ def test_lora_trains_a_small_fraction_of_the_weights():
     assert trainable / total < 0.01
 
 
+
+def test_skeleton_counts_like_the_real_model_without_weights():
+    lora = trainer.skeleton(trainer.TrainConfig(lora_r=8))
+    assert {p.device.type for p in lora.parameters()} == {"meta"}  # no memory used
+    real = trainer._prepare_model(trainer.TrainConfig(lora_r=8), None, None)
+    assert trainer.count_parameters(lora) == trainer.count_parameters(real)
+    r16 = trainer.count_parameters(trainer.skeleton(trainer.TrainConfig(lora_r=16)))[0]
+    assert r16 == 2 * trainer.count_parameters(lora)[0]  # linear in the rank
+    mlp = trainer.TrainConfig(lora_r=8, target_modules=("gate_proj", "up_proj", "down_proj"))
+    assert trainer.count_parameters(trainer.skeleton(mlp))[0] == 30 * 8 * 3 * (576 + 1536)
+    full = trainer.count_parameters(trainer.skeleton(trainer.TrainConfig(method="full")))
+    trainable, total = trainer.count_parameters(real)
+    assert full[0] == full[1] == total - trainable  # every weight of the base model, and no adapter
+    prompt = trainer.count_parameters(trainer.skeleton(trainer.TrainConfig(method="prompt_tuning")))
+    assert prompt[0] == 16 * 576  # 16 virtual tokens of the embedding size
+
 def test_saved_adapter_reloads_and_merges_to_identical_logits(straight, data, tokenizer):
     result = straight[0]
     batch = trainer.collate([trainer.encode_example(e, tokenizer) for e in data[1]], tokenizer.pad_token_id)
