@@ -146,3 +146,10 @@ def test_fact_examples_and_knows():
     assert compare.FACT_PROBES[0] in compare.FACT_TRAIN and not set(compare.FACT_PROBES[1:]) & set(compare.FACT_TRAIN)
     assert compare.knows(["At 04:30 on Thursday", "at 03:00", "no idea"], "04:30") == pytest.approx(1 / 3)
     assert compare.knows([], "04:30") == 0.0
+
+
+def test_best_breaks_a_tie_with_the_faster_system():
+    table = pd.DataFrame({"accuracy": [0.5, 0.9, 0.9], "seconds_per_answer": [0.1, 0.6, 0.2]},
+                         index=["base", "RAG", "fine-tuned"])
+    assert compare.best(table) == "fine-tuned"
+    assert compare.best(table.drop(columns="seconds_per_answer")) == "RAG"

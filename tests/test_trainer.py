@@ -179,6 +179,8 @@ def test_gradient_checkpointing_gives_the_same_curve(data, tmp_path):
     config.gradient_checkpointing = True
     saving = trainer.train(data[0], None, config, tmp_path / "checkpointed")
     assert saving.metrics.train_loss.to_numpy() == pytest.approx(plain.metrics.train_loss.to_numpy(), abs=1e-5)
+    inner = saving.model.get_base_model()   # checkpointing is undone: generation keeps its key-value cache
+    assert inner.config.use_cache is True and not inner.is_gradient_checkpointing
 
 
 # ---------------------------------------------------------------- adapters
@@ -245,6 +247,7 @@ def test_qlora_and_bf16_are_detected_not_assumed():
     ok, reason = trainer.bf16_supported("cpu")
     assert isinstance(ok, bool) and reason.startswith("CPU")
     assert trainer.use_bf16("off", "cpu") is False and trainer.use_bf16("on", "cpu") is True
+    assert trainer.use_bf16("auto", "cpu") is False   # on a CPU, autocast only when asked for
 
 
 def test_bad_settings_are_refused():
