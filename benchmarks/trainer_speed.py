@@ -6,8 +6,8 @@
 Work: the base model, the intent training requests, LoRA (r 8, alpha 16, dropout 0.05, q/k/v/o), the same
 learning rate and number of optimizer steps, loss on the reply tokens only, in every run.
 
-1. ``course``:   ``helpers.trainer.train`` (dynamic padding, length grouping, bf16 autocast where the
-                 hardware has it, the vocabulary projection only on labelled tokens).
+1. ``course``:   ``helpers.trainer.train`` (dynamic padding, length grouping, bf16 autocast on a GPU that
+                 has it, the vocabulary projection only on labelled tokens).
    ``course_lowmem``: the same with ``gradient_checkpointing=True`` (less memory, more time).
 2. ``baseline``: a plain transformers ``Trainer`` + peft, every example padded to ``max_length`` as most
                  tutorials do (``padding="max_length"``), fp32.

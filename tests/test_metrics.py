@@ -174,6 +174,8 @@ def test_summarise_and_advice_table():
     assert advice["holds"].tolist() == [True, True]
     sweep.loc[2, "train_accuracy"] = 0.1                                   # more epochs made it worse at x0.02
     assert metrics.advice_table(sweep)["holds"].tolist() == [False, True]
+    sweep.loc[1, "train_loss"] = sweep.loc[0, "train_loss"] + 1                # the larger multiplier did worse
+    assert metrics.advice_table(sweep)["holds"].tolist() == [False, False]
 
 
 def test_local_server_result_starts_nothing(tmp_path, monkeypatch):

@@ -40,6 +40,8 @@ def test_auto_hyperparameters_follow_openai_rules():
         {"n_epochs": 2, "batch_size": 64, "learning_rate_multiplier": 2}
     _, config = train_config({"batch_size": 64, "learning_rate_multiplier": 0.5}, 30, seed=5, max_length=128)
     assert config.batch_size * config.grad_accum == 30 and config.batch_size <= 4 and config.learning_rate == BASE_LR * 0.5 and config.keep_checkpoints == 3
+    assert config.gradient_checkpointing is False
+    assert train_config({}, 30, seed=5, max_length=128, low_memory=True)[1].gradient_checkpointing is True
 
 
 def test_store_writes_atomically_and_skips_a_torn_event_line(tmp_path):

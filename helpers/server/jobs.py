@@ -46,6 +46,7 @@ class JobManager:
     def __init__(self, store: Store, mode: str = "cpu", max_length: int | None = None, base_for_training=None):
         self.store = store
         self.base_for_training = base_for_training  # () -> a base model to wrap with LoRA; None: load one
+        self.mode = mode
         self.max_length = max_length or MAX_LENGTH.get(mode, 256)
         self.flags: dict[str, str] = {}  # job id -> "cancel" | "pause", read by the trainer
         self.validate_q: queue.Queue = queue.Queue()
@@ -255,7 +256,8 @@ class JobManager:
         if job.get("_config"):  # resuming a paused job: the very same settings
             config, hp = TrainConfig(**job["_config"]), job["hyperparameters"]
         else:
-            hp, config = train_config(job.get("_requested", {}), len(train_rows), job["seed"], self.max_length)
+            hp, config = train_config(job.get("_requested", {}), len(train_rows), job["seed"], self.max_length,
+                                          low_memory=self.mode != "gpu")
         name = job.get("_model_name") or shapes.fine_tuned_name(job["model"], job.get("user_provided_suffix"))
         job = self.update(job_id, hyperparameters=hp, _config=asdict(config), _model_name=name,
                           method={"type": "supervised", "supervised": {"hyperparameters": dict(hp)}})

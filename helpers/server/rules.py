@@ -163,12 +163,14 @@ def check_files(train: Path, valid: Path | None, model: str) -> tuple[str, list[
         "helpers.validate on the file to see every problem and its fix.", param)
 
 
-def train_config(requested: dict, n_train: int, seed: int, max_length: int):
+def train_config(requested: dict, n_train: int, seed: int, max_length: int, low_memory: bool = False):
     """``(hyperparameters, TrainConfig)`` for a job: "auto" resolved, the local learning rate, about 20
     small validation checks per job, checkpoints for the last 3 epochs.
 
     A ``batch_size`` above :data:`MICRO_BATCH` runs as micro-batches with gradient accumulation (the same
-    optimizer steps in far less activation memory): 8 becomes 2 micro-batches of 4.
+    optimizer steps in far less activation memory): 8 becomes 2 micro-batches of 4. ``low_memory`` adds
+    gradient checkpointing (the server turns it on off the GPU): measured in notebook 03's `cpu` run, the
+    server and the kernel together went over Binder's 2 GiB without it.
     """
     from helpers.trainer import TrainConfig
 
@@ -179,5 +181,6 @@ def train_config(requested: dict, n_train: int, seed: int, max_length: int):
     config = TrainConfig(method="lora", n_epochs=hp["n_epochs"], batch_size=micro,
                          grad_accum=hp["batch_size"] // micro,
                          learning_rate=BASE_LR * hp["learning_rate_multiplier"], max_length=max_length,
-                         eval_every=max(1, steps // 20), seed=seed % 2**31, keep_checkpoints=KEEP_CHECKPOINTS)
+                         eval_every=max(1, steps // 20), seed=seed % 2**31, keep_checkpoints=KEEP_CHECKPOINTS,
+                         gradient_checkpointing=low_memory)
     return hp, config
