@@ -9,7 +9,7 @@ machine slows both alike; the ratio reported is the median of the paired ratios:
 1. **A fine-tuning job.** API: ``jobs.create`` until ``jobs.retrieve`` shows ``succeeded`` (polled every
    0.1 s), i.e. file validation, queueing, training, checkpoints, the result file and the model record.
    Direct: :func:`helpers.trainer.train` with the very configuration the server derives
-   (:func:`helpers.server.rules.train_config`), plus writing the result CSV. 30 intent examples, 10
+   (:func:`helpers.server.rules.train_config`, gradient checkpointing included off the GPU), plus writing the result CSV. 30 intent examples, 10
    validation examples, 2 epochs of batch 4.
 2. **A chat completion.** API: ``chat.completions.create`` (temperature 0, 8 tokens) on the base model.
    Direct: :func:`helpers.model.generate` on the same conversation, in this process while the server
@@ -65,7 +65,7 @@ def direct_train() -> float:
     set_threads(mode)
     base.load_base_model()  # warm: imports and the weights in the page cache, as in the warm server
     examples, valid = _data("train", N_TRAIN), _data("valid", N_VALID)
-    _, config = train_config(HYPERPARAMETERS, len(examples), SEED, MAX_LENGTH[mode])
+    _, config = train_config(HYPERPARAMETERS, len(examples), SEED, MAX_LENGTH[mode], low_memory=mode != "gpu")
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         result = trainer.train(examples, valid, config, folder)
