@@ -59,13 +59,13 @@ def direct_train() -> float:
     from helpers import model as base
     from helpers import trainer
     from helpers.environment import get_mode, set_threads
-    from helpers.server.rules import MAX_LENGTH, train_config
+    from helpers.server.rules import LOW_MEMORY, MAX_LENGTH, train_config
 
     mode = get_mode()
     set_threads(mode)
     base.load_base_model()  # warm: imports and the weights in the page cache, as in the warm server
     examples, valid = _data("train", N_TRAIN), _data("valid", N_VALID)
-    _, config = train_config(HYPERPARAMETERS, len(examples), SEED, MAX_LENGTH[mode], low_memory=mode != "gpu")
+    _, config = train_config(HYPERPARAMETERS, len(examples), SEED, MAX_LENGTH[mode], low_memory=LOW_MEMORY[mode])
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         result = trainer.train(examples, valid, config, folder)
@@ -168,7 +168,8 @@ def main() -> None:
             for repeat in range(args.repeats):
                 wall, inside = api_job(client, ids)
                 jobs.append((wall, inside, run_direct_train(env)))
-                print(f"  job pair {repeat + 1}: API {wall:.1f} s, direct {jobs[-1][2]:.1f} s", flush=True)
+                print(f"  job pair {repeat + 1}: API {wall:.1f} s (its training call {inside:.1f} s), "
+                      f"direct {jobs[-1][2]:.1f} s", flush=True)
             chats = chat_pairs(client, args.requests, args.mode)
         finally:
             server.terminate()

@@ -166,9 +166,10 @@ def _new_events(client, job_id: str, seen: set) -> list:
         after = page.data[-1].id
 
 
-def follow_job(client, job_id: str, progress: bool = True, poll: float = 1.0, timeout: float | None = None):
+def follow_job(client, job_id: str, progress: bool = True, poll: float = 1.0, timeout: float | None = None,
+               echo: bool = True):
     """Follow a job until it succeeds, fails, is cancelled (or paused): a progress bar of its steps and
-    its event messages. Returns the final job object."""
+    its event messages (``echo=False``: wait without printing them). Returns the final job object."""
     from tqdm.auto import tqdm
 
     seen: set = set()
@@ -187,7 +188,8 @@ def follow_job(client, job_id: str, progress: bool = True, poll: float = 1.0, ti
                     bar.refresh()
                     if "full_valid_loss" not in data:
                         continue  # step lines go to the bar; epoch summaries are printed
-                (tqdm.write if progress else print)(event.message)
+                if echo:
+                    (tqdm.write if progress else print)(event.message)
             if job.status in TERMINAL or job.status == "paused":
                 return job
             if deadline is not None and time.monotonic() > deadline:

@@ -56,6 +56,47 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def memory_limit_gib() -> float:
+    """The memory this session may use, in GiB: the smallest of the machine's RAM, a container's cgroup
+    limit (v2 or v1) and ``MEM_LIMIT`` (bytes; Binder sets it, to 2 GiB)."""
+    import psutil
+
+    limits = [psutil.virtual_memory().total]
+    if os.environ.get("MEM_LIMIT", "").strip().isdigit():
+        limits.append(int(os.environ["MEM_LIMIT"]))
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" means no limit; v1 writes a huge number instead, which min() ignores
+            limits.append(int(text))
+    return min(limits) / 2**30
+
+
+def memory_in_use_gib() -> float:
+    """The resident memory of this process and every process it started, in GiB."""
+    import psutil
+
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**30
+
+
+def room_for(gib: float) -> tuple[bool, str]:
+    """``(fits, why)``: whether ``gib`` more memory fits under :func:`memory_limit_gib` next to what this
+    process and its children already hold. ``why`` says the numbers either way."""
+    limit, used = memory_limit_gib(), memory_in_use_gib()
+    fits = used + gib <= limit
+    return fits, (f"needs about {gib:.1f} GiB more; {used:.1f} GiB is in use of the {limit:.1f} GiB this "
+                  f"session may use{'' if fits else ' (Binder gives 2 GiB)'}")
+
+
 def get_mode() -> str:
     """Return ``ci``, ``cpu`` or ``gpu`` (see the module docstring for the rules)."""
     chosen = os.environ.get("COURSE_MODE", "").strip().lower()

@@ -339,9 +339,10 @@ def token_loss(model, batch: dict) -> tuple:
         embeds = model.word_embeddings(ids)
         prompts = model.get_prompt(batch_size=ids.shape[0]).to(embeds.dtype)
         mask = torch.cat([torch.ones(ids.shape[0], n, dtype=mask.dtype, device=mask.device), mask], dim=1)
-        hidden = decoder(inputs_embeds=torch.cat([prompts, embeds], dim=1), attention_mask=mask)[0][:, n:]
+        hidden = decoder(inputs_embeds=torch.cat([prompts, embeds], dim=1), attention_mask=mask,
+                         use_cache=False)[0][:, n:]
     else:
-        hidden = decoder(input_ids=ids, attention_mask=mask)[0]
+        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False)[0]  # no key-value cache to build
     targets = batch["labels"][:, 1:]          # position t predicts token t + 1
     keep = targets != IGNORE
     logits = head(hidden[:, :-1][keep]).float()

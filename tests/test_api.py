@@ -92,6 +92,8 @@ def test_local_client_starts_reuses_and_stops_the_server(tmp_path, monkeypatch, 
         assert done.status == "failed" and done.error.code == "invalid_n_examples"
         out = capsys.readouterr().out
         assert "Created fine-tuning job" in out and "must have at least 10 examples" in out
+        assert api.follow_job(first, job.id, progress=False, echo=False).status == "failed"
+        assert capsys.readouterr().out == ""  # echo=False waits without printing the events
     finally:
         process = api._server.get("process")
         api.stop_server()

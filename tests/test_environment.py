@@ -68,3 +68,23 @@ def test_setup_in_ci_is_quiet_single_threaded_and_seeded(monkeypatch, capsys):
     environment.set_seed(3)
     assert random.random() == first
     assert env.pick(ci=1, cpu=2, gpu=3) == 1
+
+
+def test_memory_limit_follows_binder_mem_limit(monkeypatch):
+    monkeypatch.delenv("MEM_LIMIT", raising=False)
+    machine = environment.memory_limit_gib()
+    assert machine > 0.5
+    monkeypatch.setenv("MEM_LIMIT", str(2 * 2**30))   # what Binder sets
+    assert environment.memory_limit_gib() == min(machine, 2.0)
+    monkeypatch.setenv("MEM_LIMIT", "not a number")   # ignored, not an error
+    assert environment.memory_limit_gib() == machine
+
+
+def test_room_for_compares_the_need_with_what_is_left(monkeypatch):
+    monkeypatch.setenv("MEM_LIMIT", str(2 * 2**30))
+    used = environment.memory_in_use_gib()
+    assert 0.01 < used < 2.0
+    fits, why = environment.room_for(2.0)   # this test process already holds some memory
+    assert not fits and "needs about 2.0 GiB more" in why and "of the 2.0 GiB" in why
+    fits, why = environment.room_for(0.0)
+    assert fits and "Binder" not in why

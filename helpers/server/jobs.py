@@ -24,6 +24,7 @@ from pathlib import Path
 
 from helpers.server import shapes
 from helpers.server.rules import (
+    LOW_MEMORY,
     MAX_LENGTH,
     base_names,
     check_files,
@@ -257,7 +258,7 @@ class JobManager:
             config, hp = TrainConfig(**job["_config"]), job["hyperparameters"]
         else:
             hp, config = train_config(job.get("_requested", {}), len(train_rows), job["seed"], self.max_length,
-                                          low_memory=self.mode != "gpu")
+                                          low_memory=LOW_MEMORY.get(self.mode, True))
         name = job.get("_model_name") or shapes.fine_tuned_name(job["model"], job.get("user_provided_suffix"))
         job = self.update(job_id, hyperparameters=hp, _config=asdict(config), _model_name=name,
                           method={"type": "supervised", "supervised": {"hyperparameters": dict(hp)}})

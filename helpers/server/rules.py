@@ -33,6 +33,9 @@ BASE_LR = 2e-2
 AUTO_LR_MULTIPLIER = 0.1
 LOCAL_MAX_AUTO_BATCH = 8
 MAX_LENGTH = {"ci": 128, "cpu": 256, "gpu": 512}  # tokens per example; longer examples are cut
+# Gradient checkpointing off the GPU: measured in notebook 03's `cpu` run, the server and the kernel
+# together went over Binder's 2 GiB without it.
+LOW_MEMORY = {"ci": True, "cpu": True, "gpu": False}
 MICRO_BATCH = 4  # at most this many examples per forward pass; a larger batch_size accumulates gradients
 KEEP_CHECKPOINTS = 3  # OpenAI keeps the checkpoints of the last 3 epochs
 HP_LIMITS = {"n_epochs": (int, 1, 50), "batch_size": (int, 1, 256), "learning_rate_multiplier": (float, 1e-6, 10)}
@@ -169,8 +172,7 @@ def train_config(requested: dict, n_train: int, seed: int, max_length: int, low_
 
     A ``batch_size`` above :data:`MICRO_BATCH` runs as micro-batches with gradient accumulation (the same
     optimizer steps in far less activation memory): 8 becomes 2 micro-batches of 4. ``low_memory`` adds
-    gradient checkpointing (the server turns it on off the GPU): measured in notebook 03's `cpu` run, the
-    server and the kernel together went over Binder's 2 GiB without it.
+    gradient checkpointing (the server passes :data:`LOW_MEMORY` for its mode).
     """
     from helpers.trainer import TrainConfig
 

@@ -1,0 +1,40 @@
+"""Check functions for the notebook exercises.
+
+Each check takes the learner's answer. While the answer is still ``...`` it prints a hint and returns
+``False``; a wrong answer prints what is wrong and returns ``False``; a right one prints "Correct" and
+returns ``True``. The hidden solution cells call the same checks with ``assert``, so CI proves that every
+solution passes. Notebooks call them as ``exercises.check_...``; every name is re-exported here.
+
+Modules, one per notebook:
+
+- ``why``: 00, why fine-tune (prompt, RAG or fine-tune; a learning rate that converges).
+- ``collect``: 01, collect data (masking postcodes).
+- ``validate``: 02, format and validate (a legacy record; a split without leakage).
+- ``api``: 03, fine-tune through the API (the ``"auto"`` epochs rule; events as a frame).
+- ``lora``: 04, LoRA on your machine (adapter parameters; ZeRO memory per GPU).
+- ``metrics``: 05, read the metrics (fit verdicts, macro F1, ROUGE-L's blind spot, the mystery runs).
+- ``rag``: 06, RAG or fine-tune (cosine top-k; choosing an approach).
+- ``ship``: 07, ship it (the best checkpoint, drift-monitor settings, a decline detector).
+- ``_common``: the "not done yet" hint, the verdict and the multiple-choice check they share.
+"""
+from helpers.exercises.api import AUTO_EPOCH_CASES, check_auto_epochs, check_events_frame
+from helpers.exercises.collect import POSTCODE_CASES, check_mask_postcodes
+from helpers.exercises.lora import ZERO_CASES, check_lora_params, check_zero_memory
+from helpers.exercises.metrics import check_fit_verdicts, check_macro_f1, check_rouge_blind_spot, mystery_runs
+from helpers.exercises.rag import (DECISION_REASONS, DECISION_SCENARIOS, DECISIONS, check_cosine_top_k,
+                                   check_decisions)
+from helpers.exercises.ship import (ANSWER_CASES, DECLINE_CASES, check_best_checkpoint, check_decline_detector,
+                                    check_drift_settings)
+from helpers.exercises.validate import check_legacy_record, check_no_leakage
+from helpers.exercises.why import APPROACHES, REASONS, SCENARIOS, check_approaches, check_learning_rate
+
+__all__ = [
+    "APPROACHES", "REASONS", "SCENARIOS", "check_approaches", "check_learning_rate",  # 00
+    "POSTCODE_CASES", "check_mask_postcodes",  # 01
+    "check_legacy_record", "check_no_leakage",  # 02
+    "AUTO_EPOCH_CASES", "check_auto_epochs", "check_events_frame",  # 03
+    "ZERO_CASES", "check_lora_params", "check_zero_memory",  # 04
+    "check_fit_verdicts", "check_macro_f1", "check_rouge_blind_spot", "mystery_runs",  # 05
+    "DECISIONS", "DECISION_REASONS", "DECISION_SCENARIOS", "check_cosine_top_k", "check_decisions",  # 06
+    "ANSWER_CASES", "DECLINE_CASES", "check_best_checkpoint", "check_decline_detector", "check_drift_settings",  # 07
+]
