@@ -24,12 +24,20 @@ What makes it fast (each trick is a few lines below)
   (``bf16="on"``): on a Xeon with AMX, autocast made a LoRA epoch of SmolLM2-135M slower (39 s against 34 s)
   and raised its peak memory by about 460 MB, because the frozen weights are cast to bf16 on every step.
   ``TrainConfig(bf16="off")`` keeps everything in fp32.
-* **Gradient accumulation**: ``grad_accum`` micro-batches per optimizer step, the loss averaged over all
+* **Gradient accumulation**: ``grad_accum`` batches per optimizer step, the loss averaged over all
   their tokens exactly as one big batch would.
 
-Memory: the activations kept for the backward pass dominate (about 2 MB per token for SmolLM2-135M, so a
-batch of 8 requests of 60 tokens needs about 1 GB on top of the model). ``gradient_checkpointing=True`` keeps
-only each layer's input and recomputes the rest, for about 40% more time.
+Memory: the activations kept for the backward pass dominate. Three settings trade them against time; measured
+on notebook 04's run (SmolLM2-135M, LoRA r 8 on all seven projections, batches of 8 intent requests of about
+60 tokens, 2 CPU threads, glibc), where the model alone takes about 1.0 GB:
+
+* ``micro_batch_size``: each batch runs as pieces of this many examples, their gradients added up: the very
+  same gradient, with the activations of only one piece alive at a time. Pieces of 2 peaked at 1.45 GB
+  against 1.85 GB for pieces of 4, for 8% more time (111 s against 103 s).
+* ``lora_dropout=0.0``: dropout makes a masked copy of every adapted layer's input, and the backward pass
+  keeps it. With 0.05, a step of 4 requests took 27% longer and 180 MB more.
+* ``gradient_checkpointing=True`` keeps only each layer's input and recomputes the rest in the backward
+  pass: the least memory, for 27% (batches of 8) to 52% (batches of 4) more time.
 
 While it runs it evaluates on one small validation batch every ``eval_every`` steps and on the whole
 validation set at the end of each epoch, reports through ``on_event``, and shows a progress bar (silent
@@ -80,7 +88,8 @@ class TrainConfig:
     target_modules: tuple = ("q_proj", "k_proj", "v_proj", "o_proj")
     num_virtual_tokens: int = 16    # prompt tuning and P-tuning
     max_length: int = 256           # longer examples are cut at the end
-    grad_accum: int = 1             # micro-batches per optimizer step
+    grad_accum: int = 1             # batches per optimizer step
+    micro_batch_size: int = 0       # >0: run each batch in pieces of this many examples (same gradient, less memory)
     eval_every: int = 10            # steps between small-batch validation metrics
     warmup_ratio: float = 0.0       # then the learning rate decays linearly to 0
     seed: int = 0
@@ -95,6 +104,8 @@ class TrainConfig:
             raise ValueError(f"bf16={self.bf16!r}: use 'auto', 'on' or 'off'.")
         if min(self.n_epochs, self.batch_size, self.grad_accum, self.eval_every, self.max_length) < 1:
             raise ValueError("n_epochs, batch_size, grad_accum, eval_every and max_length must be >= 1.")
+        if self.micro_batch_size < 0:
+            raise ValueError("micro_batch_size must be >= 0 (0: each batch in one piece).")
         self.target_modules = tuple(self.target_modules)
 
 
@@ -215,6 +226,11 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> li
         group = sorted(order[start:start + size], key=lambda i: -lengths[i])
         batches += [group[j:j + batch_size] for j in range(0, len(group), batch_size)]
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def _pieces(batch: list[int], size: int) -> list[list[int]]:
+    """A batch split into micro-batches of at most ``size`` examples (``size`` 0: the whole batch)."""
+    return [batch[i:i + size] for i in range(0, len(batch), size)] if size else [batch]
 
 
 def collate(rows: list[dict], pad_id: int, device=None) -> dict:
@@ -349,6 +365,25 @@ def token_loss(model, batch: dict) -> tuple:
     targets = targets[keep]
     loss_sum = F.cross_entropy(logits, targets, reduction="sum")
     return loss_sum, (logits.argmax(-1) == targets).sum().item(), int(keep.sum())
+
+
+def accumulate_gradients(model, micro_batches: list[list[dict]], pad_id: int, device, bf16: bool = False) -> tuple:
+    """Forward and backward over the micro-batches of one optimizer step, adding up their gradients.
+
+    Each micro-batch's loss is divided by the token count of the whole step, so the summed gradient is that
+    of one big batch, however the step was split. Returns ``(loss_sum, n_correct, n_labelled, n_tokens)``:
+    the summed loss and correct predictions over the ``n_labelled`` labelled tokens, and the non-pad tokens.
+    """
+    n_labelled = sum(label != IGNORE for rows in micro_batches for r in rows for label in r["labels"][1:])
+    loss_total = correct_total = seen = 0
+    for rows in micro_batches:
+        batch = collate(rows, pad_id, device)
+        with _autocast(bf16, device):
+            loss_sum, correct, _ = token_loss(model, batch)
+        (loss_sum / n_labelled).backward()
+        loss_total, correct_total = loss_total + loss_sum.item(), correct_total + correct
+        seen += int(batch["attention_mask"].sum())
+    return loss_total, correct_total, n_labelled, seen
 
 
 def _autocast(enabled: bool, device):
@@ -581,16 +616,11 @@ def train(train_examples, valid_examples=None, config: TrainConfig | None = None
                 if decision == "pause":
                     path = _save_dir(model, output_dir / f"paused-step-{progress['step']}", snapshot())
                     return result("paused", resume=path)
-                micro = [[train_rows[i] for i in b] for b in batches[k * config.grad_accum:(k + 1) * config.grad_accum]]
-                n_tokens = sum(label != IGNORE for rows in micro for r in rows for label in r["labels"][1:])
-                loss_total = correct_total = 0
-                for rows in micro:
-                    batch = collate(rows, pad_id, device)
-                    with _autocast(bf16, device):
-                        loss_sum, correct, _ = token_loss(model, batch)
-                    (loss_sum / n_tokens).backward()  # every micro-batch's tokens count as in one big batch
-                    loss_total, correct_total = loss_total + loss_sum.item(), correct_total + correct
-                    progress["trained_tokens"] += int(batch["attention_mask"].sum())
+                micro = [[train_rows[i] for i in piece]
+                         for b in batches[k * config.grad_accum:(k + 1) * config.grad_accum]
+                         for piece in _pieces(b, config.micro_batch_size)]
+                loss_total, correct_total, n_tokens, seen = accumulate_gradients(model, micro, pad_id, device, bf16)
+                progress["trained_tokens"] += seen
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 scheduler.step()

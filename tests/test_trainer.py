@@ -173,6 +173,31 @@ def test_gradient_accumulation_counts_micro_batches_per_step(data, tmp_path):
     assert result.metrics.train_loss.notna().all() and Path(result.final_dir, "adapter_model.safetensors").exists()
 
 
+def test_micro_batches_give_the_same_gradient_as_the_whole_batch(data):
+    tokenizer = base.load_tokenizer()
+    model = trainer._prepare_model(trainer.TrainConfig(lora_r=4, lora_dropout=0.0), None, None)  # no random masks
+    rows = [trainer.encode_example(e, tokenizer, 64) for e in data[0][:5]]
+
+    def gradients(micro):
+        model.zero_grad(set_to_none=True)
+        out = trainer.accumulate_gradients(model, micro, tokenizer.pad_token_id, torch.device("cpu"))
+        return out, [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    (loss, correct, labelled, seen), whole = gradients([rows])
+    split = [[rows[i] for i in piece] for piece in trainer._pieces(list(range(5)), 2)]   # 2 + 2 + 1
+    (loss_p, correct_p, labelled_p, seen_p), pieces = gradients(split)
+    assert (correct_p, labelled_p, seen_p) == (correct, labelled, seen) and loss_p == pytest.approx(loss, rel=1e-5)
+    assert all(torch.allclose(g, h, rtol=1e-3, atol=1e-7) for g, h in zip(pieces, whole))
+    assert any(g.abs().sum() > 0 for g in whole)   # the comparison is not between zeros
+
+
+def test_micro_batches_split_each_batch_and_keep_the_steps(data, tmp_path):
+    config = trainer.TrainConfig(n_epochs=1, batch_size=4, micro_batch_size=3, max_length=64, keep_checkpoints=0)
+    result = trainer.train(data[0], None, config, tmp_path)
+    assert result.metrics.step.tolist() == [1, 2]   # 8 examples, batches of 4: 2 steps, each in pieces of 3 + 1
+    assert trainer._pieces([5, 6, 7, 8, 9], 2) == [[5, 6], [7, 8], [9]] and trainer._pieces([5, 6], 0) == [[5, 6]]
+
+
 def test_gradient_checkpointing_gives_the_same_curve(data, tmp_path):
     config = trainer.TrainConfig(n_epochs=1, batch_size=4, max_length=64, learning_rate=1e-3, keep_checkpoints=0)
     plain = trainer.train(data[0], None, config, tmp_path / "plain")
@@ -253,5 +278,7 @@ def test_qlora_and_bf16_are_detected_not_assumed():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="method"):
         trainer.TrainConfig(method="dpo")
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        trainer.TrainConfig(micro_batch_size=-1)
     with pytest.raises(ValueError, match="messages"):
         trainer.encode_example({"text": "hi"}, base.load_tokenizer())
