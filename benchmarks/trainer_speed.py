@@ -11,6 +11,8 @@ learning rate and number of optimizer steps, loss on the reply tokens only, in e
    ``course_micro``: the same with each batch run in micro-batches of 2 (``micro_batch_size``): the same
                  gradient, with one micro-batch's activations in memory at a time.
    ``course_lowmem``: the same with ``gradient_checkpointing=True`` (less memory, more time).
+   ``course_bf16``: the same with the frozen base weights stored in bf16 (``bf16_base=True``), where the
+                 hardware has native bf16 (skipped elsewhere).
 2. ``baseline``: a plain transformers ``Trainer`` + peft, every example padded to ``max_length`` as most
                  tutorials do (``padding="max_length"``), fp32.
 3. ``baseline_dynamic``: the same Trainer with per-batch padding (``DataCollatorForSeq2Seq``), to show how
@@ -48,6 +50,12 @@ def _examples(n: int):
     return [intent_chat(t, l) for t, l in zip(frame.text[:n], frame.label[:n])]
 
 
+def _native_bf16() -> bool:
+    from helpers.trainer import bf16_supported
+
+    return bf16_supported()[0]
+
+
 def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
@@ -80,11 +88,12 @@ def worker(kind: str, args) -> dict:
     if kind.startswith("course"):
         config.gradient_checkpointing = kind == "course_lowmem"
         config.micro_batch_size = args.micro_batch_size if kind == "course_micro" else 0
+        config.bf16_base = kind == "course_bf16"
         start = time.perf_counter()
         result = trainer.train(examples, None, config, Path(args.workdir) / "course", model=model)
         seconds, steps = time.perf_counter() - start, len(result.metrics)
         model = result.model
-        bf16 = trainer.use_bf16(config.bf16, "cpu" if not torch.cuda.is_available() else "cuda")
+        bf16 = "weights" if config.bf16_base else trainer.use_bf16(config.bf16, "cpu" if not torch.cuda.is_available() else "cuda")
     else:
         from peft import get_peft_model
         from transformers import (
@@ -150,7 +159,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256, help="the TrainConfig default; the baseline pads to it")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--micro-batch-size", type=int, default=2, help="the course_micro run's pieces")
-    parser.add_argument("--runs", default="course,course_micro,course_lowmem,baseline,baseline_dynamic")
+    parser.add_argument("--runs", default="course,course_micro,course_lowmem,course_bf16,baseline,baseline_dynamic")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default=str(ROOT / "outputs" / "benchmarks" / "trainer_speed"))
     args = parser.parse_args()
@@ -168,7 +177,10 @@ def main() -> None:
     results = {}
     for kind in args.runs.split(","):
         cmd = [sys.executable, __file__, "--worker", kind]
-        for name in ("steps", "batch-size", "max-length", "threads", "workdir"):
+        if kind == "course_bf16" and not _native_bf16():
+            print("course_bf16 skipped: this machine has no native bf16", flush=True)
+            continue
+        for name in ("steps", "batch-size", "micro-batch-size", "max-length", "threads", "workdir"):
             cmd += [f"--{name}", str(getattr(args, name.replace("-", "_")))]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
@@ -186,7 +198,7 @@ def main() -> None:
     for r in results.values():
         print(f"{r['kind']:<18}{r['seconds']:>9.1f}{r['tokens_per_s']:>10.0f}{r['flops_per_s'] / 1e9:>9.1f}"
               f"{r['flops_per_s'] / best_roof:>9.1%}{r['peak_rss_gib']:>8.2f} GiB  {r['bf16']}")
-    for name in ("course", "course_micro", "course_lowmem"):
+    for name in ("course", "course_micro", "course_lowmem", "course_bf16"):
         if name not in results:
             continue
         run = results[name]

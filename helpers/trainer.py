@@ -24,6 +24,11 @@ What makes it fast (each trick is a few lines below)
   (``bf16="on"``): on a Xeon with AMX, autocast made a LoRA epoch of SmolLM2-135M slower (39 s against 34 s)
   and raised its peak memory by about 460 MB, because the frozen weights are cast to bf16 on every step.
   ``TrainConfig(bf16="off")`` keeps everything in fp32.
+* **Frozen weights stored in bf16** (``bf16_base=True``, on hardware with native bf16): the base weights are
+  cast once, in place, and the adapters and optimizer stay in fp32. Unlike autocast, nothing is cast per
+  step. On notebook 04's task (whole batches of 8, no dropout, 2 threads of a Xeon with AMX) training took
+  58 and 66 s (two runs) against 90 s in fp32, peaked at 1.87 GB against 2.54 GB, and reached 97.3% test accuracy against
+  96.7%. Off by default: the model passed in comes back in bf16.
 * **Gradient accumulation**: ``grad_accum`` batches per optimizer step, the loss averaged over all
   their tokens exactly as one big batch would.
 
@@ -96,6 +101,7 @@ class TrainConfig:
     bf16: str = "auto"              # "auto": bf16 autocast on a GPU that supports it; "on"; "off"
     keep_checkpoints: int = 3       # keep the last N epoch checkpoints
     gradient_checkpointing: bool = False  # recompute activations in the backward: far less memory, ~40% slower
+    bf16_base: bool = False         # keep the frozen base weights in bf16 (not "full"/"qlora"): see the docstring
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -104,6 +110,9 @@ class TrainConfig:
             raise ValueError(f"bf16={self.bf16!r}: use 'auto', 'on' or 'off'.")
         if min(self.n_epochs, self.batch_size, self.grad_accum, self.eval_every, self.max_length) < 1:
             raise ValueError("n_epochs, batch_size, grad_accum, eval_every and max_length must be >= 1.")
+        if self.bf16_base and self.method in ("full", "qlora"):
+            raise ValueError(f"bf16_base=True is for methods whose base weights stay frozen (lora, prompt_tuning, "
+                             f"p_tuning), not {self.method!r}.")
         if self.micro_batch_size < 0:
             raise ValueError("micro_batch_size must be >= 0 (0: each batch in one piece).")
         self.target_modules = tuple(self.target_modules)
@@ -301,6 +310,20 @@ def _prepare_model(config: TrainConfig, model, resume_from):
     if resume_from:
         return PeftModel.from_pretrained(model, resume_from, is_trainable=True)
     return get_peft_model(model, _peft_config(config))
+
+
+def frozen_to_bf16(model) -> int:
+    """Store every frozen fp32 weight of ``model`` in bf16, in place (the trainable ones stay fp32).
+
+    Returns how many bytes that saved."""
+    import torch
+
+    saved = 0
+    for p in model.parameters():
+        if not p.requires_grad and p.dtype == torch.float32:
+            p.data = p.data.to(torch.bfloat16)
+            saved += 2 * p.numel()
+    return saved
 
 
 def enable_gradient_checkpointing(model) -> bool:
@@ -556,9 +579,15 @@ def train(train_examples, valid_examples=None, config: TrainConfig | None = None
         raise ValueError(f"The checkpoint was trained with {state['method']!r}, not {config.method!r}.")
     if state is None:
         set_seed(config.seed)  # before the adapter is created: its initial weights are random
+    if config.bf16_base:  # before the model is changed
+        ok, why = bf16_supported(next(model.parameters()).device if model is not None else None)
+        if not ok:
+            raise ValueError(f"bf16_base=True needs native bf16 matrix products: {why}. Use bf16_base=False.")
     with warnings.catch_warnings():  # peft calls a transformers method that transformers calls deprecated
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         model = _prepare_model(config, model, resume_from)
+    if config.bf16_base:
+        frozen_to_bf16(model)
     use_cache = enable_gradient_checkpointing(model) if config.gradient_checkpointing else None
     device = next(model.parameters()).device
     bf16 = use_bf16(config.bf16, device)

@@ -198,6 +198,33 @@ def test_micro_batches_split_each_batch_and_keep_the_steps(data, tmp_path):
     assert trainer._pieces([5, 6, 7, 8, 9], 2) == [[5, 6], [7, 8], [9]] and trainer._pieces([5, 6], 0) == [[5, 6]]
 
 
+@pytest.mark.skipif(not trainer.bf16_supported("cpu")[0], reason="this CPU has no native bf16")
+def test_bf16_base_keeps_frozen_weights_in_bf16_and_adapters_in_fp32(data, tmp_path):
+    config = trainer.TrainConfig(n_epochs=2, batch_size=4, max_length=64, learning_rate=1e-3, keep_checkpoints=0,
+                                 bf16_base=True)
+    result = trainer.train(data[0], None, config, tmp_path)
+    params = list(result.model.named_parameters())
+    assert {p.dtype for _, p in params if p.requires_grad} == {torch.float32}
+    assert {p.dtype for _, p in params if not p.requires_grad} == {torch.bfloat16}
+    losses = result.metrics.train_loss
+    assert losses.notna().all() and losses.iloc[-1] < losses.iloc[0]
+    reloaded, _ = trainer.load_adapter(result.final_dir)   # the saved adapter loads onto an fp32 base
+    assert {p.dtype for p in reloaded.parameters()} == {torch.float32}
+
+
+def test_bf16_base_is_refused_where_the_base_is_trained():
+    with pytest.raises(ValueError, match="frozen"):
+        trainer.TrainConfig(method="full", bf16_base=True)
+
+
+def test_bf16_base_without_native_bf16_says_why_and_leaves_the_model_alone(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "bf16_supported", lambda device=None: (False, "CPU has no native bf16"))
+    model, _ = base.load_base_model()
+    with pytest.raises(ValueError, match="no native bf16.*bf16_base=False"):
+        trainer.train(data[0], None, trainer.TrainConfig(bf16_base=True), tmp_path, model=model)
+    assert {p.dtype for p in model.parameters()} == {torch.float32} and not hasattr(model, "peft_config")
+
+
 def test_gradient_checkpointing_gives_the_same_curve(data, tmp_path):
     config = trainer.TrainConfig(n_epochs=1, batch_size=4, max_length=64, learning_rate=1e-3, keep_checkpoints=0)
     plain = trainer.train(data[0], None, config, tmp_path / "plain")
