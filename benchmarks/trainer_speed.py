@@ -93,7 +93,8 @@ def worker(kind: str, args) -> dict:
         result = trainer.train(examples, None, config, Path(args.workdir) / "course", model=model)
         seconds, steps = time.perf_counter() - start, len(result.metrics)
         model = result.model
-        bf16 = "weights" if config.bf16_base else trainer.use_bf16(config.bf16, "cpu" if not torch.cuda.is_available() else "cuda")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        bf16 = "weights" if config.bf16_base else trainer.use_bf16(config.bf16, device)
     else:
         from peft import get_peft_model
         from transformers import (
