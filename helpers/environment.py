@@ -88,9 +88,24 @@ def memory_in_use_gib() -> float:
     return total / 2**30
 
 
+def release_memory() -> None:
+    """Hand freed memory back to the system: glibc keeps freed blocks for reuse, so without this the memory
+    left over from generation or an earlier epoch adds to the peak of the next one. No-op off glibc."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def room_for(gib: float) -> tuple[bool, str]:
     """``(fits, why)``: whether ``gib`` more memory fits under :func:`memory_limit_gib` next to what this
-    process and its children already hold. ``why`` says the numbers either way."""
+    process and its children already hold. ``why`` says the numbers either way. Memory this process freed is
+    handed back first (:func:`release_memory`), so that what glibc keeps for reuse does not count as in use."""
+    release_memory()
     limit, used = memory_limit_gib(), memory_in_use_gib()
     fits = used + gib <= limit
     return fits, (f"needs about {gib:.1f} GiB more; {used:.1f} GiB is in use of the {limit:.1f} GiB this "

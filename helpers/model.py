@@ -152,21 +152,41 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
     ``bf16=True`` runs the matrix products in bfloat16 (autocast): several times faster where the hardware
     supports it natively (``helpers.trainer.bf16_supported``), and a near-tie between two tokens may flip.
     """
-    import torch
-
     tokenizer.padding_side = "left"
     replies = []
-    for start in range(0, len(conversations), batch_size):
-        prompts = [chat_prompt(tokenizer, c) for c in conversations[start:start + batch_size]]
-        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else \
-            {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        with torch.no_grad(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 **sampling)
-        new = out[:, batch["input_ids"].shape[1]:]
-        replies += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    head = model.get_output_embeddings()
+    hook = head.register_forward_pre_hook(_contiguous_input) if head is not None else None
+    try:
+        for start in range(0, len(conversations), batch_size):
+            replies += _generate_batch(model, tokenizer, conversations[start:start + batch_size], max_new_tokens,
+                                       temperature, bf16)
+    finally:
+        if hook is not None:
+            hook.remove()
     return replies
+
+
+def _contiguous_input(module, args):
+    """The output layer's input as one contiguous block. Generation hands it a slice (the last position of
+    each sequence); with bf16 weights, PyTorch's CPU matrix product then copies the 49,152 × 576 weight for
+    every sequence. ``benchmarks/generation_speed.py`` (150 intent requests, 2 threads of a Xeon with AMX):
+    20.5 s and 0.92 GiB of working memory without this, 12.2 s and 0.07 GiB with it."""
+    return (args[0].contiguous(), *args[1:])
+
+
+def _generate_batch(model, tokenizer, conversations, max_new_tokens, temperature, bf16) -> list[str]:
+    """:func:`generate` for one batch."""
+    import torch
+
+    prompts = [chat_prompt(tokenizer, c) for c in conversations]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else \
+        {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    with torch.no_grad(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                             **sampling)
+    new = out[:, batch["input_ids"].shape[1]:]
+    return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
 def chat(model, tokenizer, messages: list[dict] | str, max_new_tokens: int = 64, temperature: float = 0.0) -> str:

@@ -31,6 +31,21 @@ def test_batched_generation_matches_single():
     assert batched == single
 
 
+def test_generation_gives_the_output_layer_one_block_and_leaves_no_hook():
+    import torch
+
+    m, tok = model.load_base_model()
+    sliced = torch.randn(2, 5, 8)[:, -1:, :]   # what generation hands the output layer: not contiguous
+    fixed = model._contiguous_input(None, (sliced,))[0]
+    assert not sliced.is_contiguous() and fixed.is_contiguous() and torch.equal(fixed, sliced)
+    head = m.get_output_embeddings()
+    seen = []
+    head.register_forward_pre_hook(lambda module, args: seen.append(args[0].is_contiguous()))
+    model.generate(m, tok, [[{"role": "user", "content": "Say hello."}]], max_new_tokens=3)
+    assert seen and all(seen)       # every call of the output layer got a contiguous input
+    assert len(head._forward_pre_hooks) == 1   # generate removed its own hook, kept ours
+
+
 def test_missing_model_says_how_to_get_one(monkeypatch, tmp_path):
     monkeypatch.delenv("COURSE_MODEL", raising=False)
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))

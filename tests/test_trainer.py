@@ -210,6 +210,27 @@ def test_bf16_base_keeps_frozen_weights_in_bf16_and_adapters_in_fp32(data, tmp_p
     assert losses.notna().all() and losses.iloc[-1] < losses.iloc[0]
     reloaded, _ = trainer.load_adapter(result.final_dir)   # the saved adapter loads onto an fp32 base
     assert {p.dtype for p in reloaded.parameters()} == {torch.float32}
+    same, _ = trainer.load_adapter(result.final_dir, bf16_base=True)   # or onto a bf16 base, as trained
+    named = list(same.named_parameters())
+    assert {p.dtype for n, p in named if "lora_" in n} == {torch.float32}
+    assert {p.dtype for n, p in named if "lora_" not in n} == {torch.bfloat16}
+    batch = trainer.collate(trainer._encode_all(data[1][:2], base.load_tokenizer(), 64), 0)
+    with torch.no_grad():
+        trained = result.model.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        again = same(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert torch.equal(trained, again)
+
+
+def test_load_adapter_refuses_bf16_where_it_cannot_hold(tmp_path, monkeypatch):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "config.json").write_text("{}")   # what full fine-tuning saves: every weight
+    with pytest.raises(ValueError, match="fully fine-tuned.*bf16_base=False"):
+        trainer.load_adapter(tmp_path / "full", bf16_base=True)
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / "adapter_config.json").write_text("{}")
+    monkeypatch.setattr(trainer, "bf16_supported", lambda device=None: (False, "CPU has no native bf16"))
+    with pytest.raises(ValueError, match="no native bf16.*bf16_base=False"):
+        trainer.load_adapter(tmp_path / "lora", bf16_base=True)
 
 
 def test_bf16_base_is_refused_where_the_base_is_trained():

@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from helpers.environment import release_memory
 from helpers.server import shapes
 from helpers.server.rules import (
     LOW_MEMORY,
@@ -242,7 +243,7 @@ class JobManager:
             finally:
                 self.flags.pop(job_id, None)
                 self.current = None
-                _release_memory()
+                release_memory()
                 self.idle.set()
 
     def _train(self, job: dict) -> None:
@@ -349,18 +350,6 @@ class JobManager:
         self.store.save_data(record["id"], data)
         self.store.put("files", record["id"], record)
         return record["id"]
-
-
-def _release_memory() -> None:
-    """Give the trained model's memory back to the system between jobs (glibc keeps it otherwise)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, Windows): nothing to do
-        pass
 
 
 def delete_model_files(record: dict) -> None:
