@@ -468,11 +468,12 @@ def load_adapter(path, device=None, bf16_base: bool = False):
     release_memory()
     path = Path(path)
     if (path / "adapter_config.json").exists():
-        model, tokenizer = base.load_base_model(device)
         if bf16_base:
-            ok, why = bf16_supported(model.device)
+            ok, why = bf16_supported(device)
             if not ok:
                 raise ValueError(f"bf16_base=True needs native bf16 matrix products: {why}. Use bf16_base=False.")
+        model, tokenizer = base.load_base_model(device)
+        if bf16_base:
             model.requires_grad_(False)
             frozen_to_bf16(model)   # the trainer's cast; peft then loads the adapter in fp32 on top
         return PeftModel.from_pretrained(model, path).eval(), tokenizer
