@@ -41,7 +41,6 @@ SETUPS = ("fp32", "fp32_autocast", "bf16_unfixed", "bf16")
 def worker(setup: str, requests: int) -> dict:
     """Label the requests once with ``setup`` in this process; return seconds, working memory and labels."""
     import psutil
-    import torch
 
     from helpers import course_data, evaluate, trainer
     from helpers import model as base
@@ -66,8 +65,7 @@ def worker(setup: str, requests: int) -> dict:
     before = process.memory_info().rss
     threading.Thread(target=sample, daemon=True).start()
     started = time.perf_counter()
-    with torch.no_grad():
-        labels = evaluate.classify(model, tokenizer, texts, bf16=autocast)
+    labels = evaluate.classify(model, tokenizer, texts, bf16=autocast)
     seconds = time.perf_counter() - started
     done.set()
     return {"setup": setup, "seconds": seconds, "working_gib": max(0, peak[0] - before) / 2**30, "labels": labels}

@@ -147,6 +147,13 @@ def bf16_supported(device=None) -> tuple[bool, str]:
     return ok, "CPU " + ("supports bf16 (AVX512-BF16 or AMX)" if ok else "has no native bf16 (no AVX512-BF16/AMX)")
 
 
+def _require_native_bf16(device) -> None:
+    """Refuse ``bf16_base=True`` where ``device`` has no native bf16, saying why."""
+    ok, why = bf16_supported(device)
+    if not ok:
+        raise ValueError(f"bf16_base=True needs native bf16 matrix products: {why}. Use bf16_base=False.")
+
+
 def use_bf16(setting: str, device) -> bool:
     """Resolve ``TrainConfig.bf16`` ("auto", "on", "off") for ``device``: "auto" means a GPU with bf16
     (on a CPU it measured slower and hungrier for memory; see the module docstring)."""
@@ -469,9 +476,7 @@ def load_adapter(path, device=None, bf16_base: bool = False):
     path = Path(path)
     if (path / "adapter_config.json").exists():
         if bf16_base:
-            ok, why = bf16_supported(device)
-            if not ok:
-                raise ValueError(f"bf16_base=True needs native bf16 matrix products: {why}. Use bf16_base=False.")
+            _require_native_bf16(device)
         model, tokenizer = base.load_base_model(device)
         if bf16_base:
             model.requires_grad_(False)
@@ -582,9 +587,7 @@ def train(train_examples, valid_examples=None, config: TrainConfig | None = None
     if state is None:
         set_seed(config.seed)  # before the adapter is created: its initial weights are random
     if config.bf16_base:  # before the model is changed
-        ok, why = bf16_supported(next(model.parameters()).device if model is not None else None)
-        if not ok:
-            raise ValueError(f"bf16_base=True needs native bf16 matrix products: {why}. Use bf16_base=False.")
+        _require_native_bf16(next(model.parameters()).device if model is not None else None)
     with warnings.catch_warnings():  # peft calls a transformers method that transformers calls deprecated
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         model = _prepare_model(config, model, resume_from)
