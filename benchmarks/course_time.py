@@ -43,9 +43,10 @@ def _peak_kib(pid: int) -> int:
     return 0
 
 
-def run(notebook: Path, mode: str) -> tuple[float, float, float, bool]:
-    """Execute one notebook; return (seconds, peak GiB of one process, peak GiB of all, succeeded)."""
-    env = {**os.environ, "COURSE_MODE": mode, "PYTHONWARNINGS": "ignore"}
+def run(notebook: Path, mode: str, extra_env: dict | None = None) -> tuple[float, float, float, bool]:
+    """Execute one notebook; return (seconds, peak GiB of one process, peak GiB of all, succeeded).
+    ``extra_env`` adds settings for the kernel (the claims run sets ``MEM_LIMIT`` and ``COURSE_STRICT``)."""
+    env = {**os.environ, "COURSE_MODE": mode, "PYTHONWARNINGS": "ignore", **(extra_env or {})}
     env.pop("CI", None)
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(notebook), str(NOTEBOOKS)], env=env,
@@ -68,7 +69,7 @@ def run(notebook: Path, mode: str) -> tuple[float, float, float, bool]:
     _, err = proc.communicate()
     watcher.join()
     if proc.returncode:
-        print(f"  {notebook.name} failed in {mode} mode:\n{err[-2000:]}", file=sys.stderr)
+        print(f"  {notebook.name} failed in {mode} mode:\n{err[-3000:]}", file=sys.stderr)
     return time.perf_counter() - start, peak[0] / 2**20, total[0] / 2**20, proc.returncode == 0
 
 

@@ -22,6 +22,7 @@ import os
 import random
 import re
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,30 @@ def cuda_available() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+def bf16_supported(device=None) -> tuple[bool, str]:
+    """``(ok, reason)``: can this device run bf16 matrix products natively (recent GPUs; x86 CPUs with
+    AVX512-BF16 or AMX)? Where it can, the course stores frozen base weights in bf16."""
+    import torch
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return ok, f"GPU {torch.cuda.get_device_name(device)} " + ("supports bf16" if ok else "has no bf16")
+    ok = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return ok, "CPU " + ("supports bf16 (AVX512-BF16 or AMX)" if ok else "has no native bf16 (no AVX512-BF16/AMX)")
+
+
+def qlora_available() -> tuple[bool, str]:
+    """``(ok, reason)``: QLoRA needs a CUDA GPU and the bitsandbytes package."""
+    if not cuda_available():
+        return False, "QLoRA needs a CUDA GPU (bitsandbytes 4-bit kernels); this machine has none."
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        return False, "QLoRA needs the bitsandbytes package, which the course installs on CUDA machines only."
+    return True, "CUDA and bitsandbytes are present."
 
 
 def memory_limit_gib() -> float:
@@ -139,6 +164,43 @@ class Environment:
 
     def pick(self, *, ci, cpu, gpu=None):
         return {"ci": ci, "cpu": cpu, "gpu": cpu if gpu is None else gpu}[self.mode]
+
+    def run_time(self) -> str:
+        """How long this notebook's cells have run so far (computing, not your reading), in words."""
+        seconds = _CELL_CLOCK["total"] if _CELL_CLOCK["cells"] else time.perf_counter() - _CELL_CLOCK["setup"]
+        minutes, rest = divmod(round(seconds), 60)
+        where = f"{self.mode} mode, {self.threads} thread{'s' if self.threads > 1 else ''}"
+        return f"{minutes} min {rest:02d} s of computing ({where})" if minutes else f"{rest} s of computing ({where})"
+
+
+_STARTED = time.perf_counter()
+# The time the notebook's cells spend running: summed over cells by IPython's pre/post_run_cell events.
+_CELL_CLOCK = {"total": 0.0, "cells": 0, "start": None, "setup": time.perf_counter(), "hooked": False}
+
+
+def _clock_cells() -> None:
+    """Count the seconds every later cell runs (inside IPython; elsewhere run_time is the time since setup)."""
+    _CELL_CLOCK["setup"] = time.perf_counter()
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or _CELL_CLOCK["hooked"]:
+        return
+
+    def started(*_):
+        _CELL_CLOCK["start"] = time.perf_counter()
+
+    def ended(*_):
+        if _CELL_CLOCK["start"] is not None:
+            _CELL_CLOCK["total"] += time.perf_counter() - _CELL_CLOCK["start"]
+            _CELL_CLOCK["cells"] += 1
+            _CELL_CLOCK["start"] = None
+
+    shell.events.register("pre_run_cell", started)
+    shell.events.register("post_run_cell", ended)
+    _CELL_CLOCK.update(hooked=True, start=_STARTED)   # the setup cell counts from the import of helpers
 
 
 def set_seed(seed: int) -> None:
@@ -260,6 +322,7 @@ def setup(seed: int = 0, check: bool = True) -> Environment:
     tokens.install_offline_encodings()
     env = Environment(mode=mode, device="cuda" if mode == "gpu" and cuda_available() else "cpu",
                       threads=threads, seed=seed)
+    _clock_cells()
     if check:
         print(environment_report(env))
     return env

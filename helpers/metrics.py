@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,11 +79,28 @@ def detect_format(columns) -> str:
                      f"Each format needs these columns: {known}.")
 
 
+RESULT_COLUMNS = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
+EXTRA_COLUMNS = ["epoch", "full_valid_loss", "full_valid_mean_token_accuracy"]
+
+
+def write_result_csv(metrics: pd.DataFrame, path, extra_columns: bool = False) -> Path:
+    """Write OpenAI's result file, ``step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy``, from
+    a training run's rows (``helpers.sft``). Steps without validation leave those cells empty;
+    ``extra_columns`` adds epoch and the full-validation columns. Written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = metrics.reindex(columns=RESULT_COLUMNS + (EXTRA_COLUMNS if extra_columns else []))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.to_csv(tmp, index=False, float_format="%.5f")
+    tmp.replace(path)
+    return path
+
+
 def read_result_csv(data, source: str | None = None) -> pd.DataFrame:
     """Any result file as one DataFrame with the columns :data:`SCHEMA` (one row per step).
 
     ``data``: a path, CSV text, CSV bytes, base64-encoded CSV (text or bytes), or a DataFrame (e.g. a
-    :class:`helpers.trainer.TrainResult`'s ``metrics``). Missing values (no validation at that step, no
+    :class:`helpers.sft.TrainResult`'s ``metrics``). Missing values (no validation at that step, no
     validation file) are NaN. ``source`` labels the rows; default: the detected format's name.
     """
     frame = data.copy() if isinstance(data, pd.DataFrame) else pd.read_csv(io.BytesIO(_csv_bytes(data)))

@@ -150,7 +150,7 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
     """Reply to many conversations, in batches with left padding. Greedy when ``temperature`` is 0.
 
     ``bf16=True`` runs the matrix products in bfloat16 (autocast): several times faster where the hardware
-    supports it natively (``helpers.trainer.bf16_supported``), and a near-tie between two tokens may flip.
+    supports it natively (``helpers.environment.bf16_supported``), and a near-tie between two tokens may flip.
     """
     tokenizer.padding_side = "left"
     replies = []
@@ -194,6 +194,42 @@ def chat(model, tokenizer, messages: list[dict] | str, max_new_tokens: int = 64,
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     return generate(model, tokenizer, [messages], max_new_tokens=max_new_tokens, temperature=temperature)[0]
+
+
+def load_adapter(path, device: str | None = None, bf16_base: bool = False):
+    """``(model, tokenizer)``: a fresh base model with the adapter saved in ``path`` (or the fully fine-tuned
+    model saved there), in eval mode.
+
+    ``bf16_base=True`` loads the base weights in bf16 and the adapter in fp32, as notebook 04 trains it where
+    bf16 is native: the very logits of the trained model, in half the memory. Merge onto an fp32 base instead
+    (:func:`merge`): bf16 cannot hold a small update on top of a large weight."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from helpers.environment import release_memory
+
+    release_memory()
+    path = Path(path)
+    if (path / "adapter_config.json").exists():
+        model, tokenizer = load_base_model(device, dtype=torch.bfloat16 if bf16_base else None)
+        return PeftModel.from_pretrained(model, path).eval(), tokenizer
+    if (path / "config.json").exists():
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+        return model, load_tokenizer()
+    raise FileNotFoundError(f"{path} holds neither an adapter nor a model. Fix: pass a checkpoint or final folder.")
+
+
+def merge(model):
+    """Fold LoRA's low-rank updates into the base weights: a plain transformers model that needs no peft."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        return model
+    if model.active_peft_config.is_prompt_learning:
+        raise ValueError("Prompt tuning has nothing to merge: its virtual tokens are an input, not a weight change.")
+    return model.merge_and_unload()
 
 
 def timed_load():

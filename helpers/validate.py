@@ -69,6 +69,9 @@ class Finding:
     message: str
     fix: str
 
+    def __str__(self) -> str:
+        return f"{self.file}{'' if self.line is None else f':{self.line}'}: [{self.code}] {self.message} -- fix: {self.fix}"
+
 
 @dataclass
 class Report:
@@ -107,8 +110,7 @@ class Report:
         verdict = "OK" if self.ok else "NOT READY"
         head = (f"{self.file}: {_plural(self.n_examples, 'example')}, {_plural(len(self.errors), 'error')}, "
                 f"{_plural(len(self.warnings), 'warning')} -- {verdict}")
-        rows = [f"{f.file}{'' if f.line is None else f':{f.line}'}: [{f.code}] {f.message} -- fix: {f.fix}"
-                for f in self.findings]
+        rows = [str(f) for f in self.findings]
         return "\n".join([head, *rows])
 
 
@@ -377,6 +379,24 @@ def _validate(path, check, *, input_of, label_of, valid_path, **file_level) -> R
             vout.add("train_valid_overlap", line, f"the input is {how} training line {train_line} of {path}")
         findings += sorted(vout, key=_by_line)
     return Report(str(path), len(examples), findings)
+
+
+def check_examples(examples: list, source: str = "examples") -> list[Finding]:
+    """The errors that make examples untrainable, one :class:`Finding` each, before any tokenizer sees them.
+
+    Each example is checked on its own as a chat example, or as a legacy ``{"prompt", "completion"}`` record
+    (its separator and stop-sequence conventions are not required here). ``line`` is the example's position,
+    from 1, as in a JSONL file. Token limits and file-level checks stay with :func:`validate_chat_file`."""
+    out = _Findings(source)
+    for line, example in enumerate(examples, 1):
+        if not isinstance(example, dict):
+            out.add("not_object", line, f"the example is a {_kind(example)}, not an object")
+        elif "messages" in example or "prompt" not in example:
+            _check_chat(line, example, out, lambda messages: 0, max_tokens=1)
+        else:
+            _check_legacy(line, example, out, separator="", stop="")
+            out[:] = [f for f in out if f.code != "no_leading_space"]
+    return [f for f in out if f.severity == "error"]
 
 
 def validate_chat_file(path, *, valid_path=None, count_tokens: Callable[[list], int] | None = None,

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import metrics, trainer
+from helpers import metrics
 
 matplotlib.use("Agg")
 
@@ -57,8 +57,8 @@ def test_unknown_columns_name_what_was_found():
 
 def test_trainer_metrics_and_its_csv_read_the_same(tmp_path):
     rows = [[1, 2.0, 0.5, np.nan, np.nan, 1, np.nan, np.nan], [2, 1.5, 0.6, 1.7, 0.55, 1, 1.6, 0.57]]
-    frame = pd.DataFrame(rows, columns=trainer.RESULT_COLUMNS + trainer.EXTRA_COLUMNS)
-    path = trainer.write_result_csv(frame, tmp_path / "m.csv", extra_columns=True)
+    frame = pd.DataFrame(rows, columns=metrics.RESULT_COLUMNS + metrics.EXTRA_COLUMNS)
+    path = metrics.write_result_csv(frame, tmp_path / "m.csv", extra_columns=True)
     from_csv, from_frame = metrics.read_result_csv(path), metrics.read_result_csv(frame)
     pd.testing.assert_frame_equal(from_csv, from_frame)
     assert from_csv.loc[1, "full_valid_accuracy"] == pytest.approx(0.57)

@@ -38,10 +38,13 @@ def test_auto_hyperparameters_follow_openai_rules():
     assert resolve_hyperparameters({}, 50_000)["batch_size"] == 8  # capped on a CPU
     assert resolve_hyperparameters({"n_epochs": 2, "batch_size": 64, "learning_rate_multiplier": 2}, 30) == \
         {"n_epochs": 2, "batch_size": 64, "learning_rate_multiplier": 2}
-    _, config = train_config({"batch_size": 64, "learning_rate_multiplier": 0.5}, 30, seed=5, max_length=128)
-    assert config.batch_size * config.grad_accum == 30 and config.batch_size <= 4 and config.learning_rate == BASE_LR * 0.5 and config.keep_checkpoints == 3
-    assert config.gradient_checkpointing is False
-    assert train_config({}, 30, seed=5, max_length=128, low_memory=True)[1].gradient_checkpointing is True
+    _, settings = train_config({"batch_size": 64, "learning_rate_multiplier": 0.5}, 30, seed=5, max_length=128)
+    config = settings["sft"]
+    assert config["per_device_train_batch_size"] * config["gradient_accumulation_steps"] == 30
+    assert config["per_device_train_batch_size"] <= 4 and config["learning_rate"] == BASE_LR * 0.5
+    assert config["save_total_limit"] == 3 and config["gradient_checkpointing"] is False
+    assert settings["lora"]["r"] == 8 and json.loads(json.dumps(settings)) == settings   # kept in the job as JSON
+    assert train_config({}, 30, seed=5, max_length=128, low_memory=True)[1]["sft"]["gradient_checkpointing"] is True
 
 
 def test_store_writes_atomically_and_skips_a_torn_event_line(tmp_path):
@@ -525,12 +528,12 @@ def test_kill_9_mid_job(server, client, trained, uploaded):
 
 def test_api_answers_match_direct_generation(server, client, trained):
     from helpers import model as base
-    from helpers import trainer
+    from helpers.model import load_adapter
 
     questions = [course_data.intent_chat(t) for t in ("Dim the porch light.", "Is the heat pump running?")]
     through_api = [client.chat.completions.create(model=trained.fine_tuned_model, messages=q, temperature=0,
                                                   max_tokens=6).choices[0].message.content for q in questions]
-    model, tokenizer = trainer.load_adapter(server.workspace / "adapters" / trained.id / "final")
+    model, tokenizer = load_adapter(server.workspace / "adapters" / trained.id / "final")
     assert through_api == base.generate(model, tokenizer, questions, max_new_tokens=6, batch_size=1)
 
 

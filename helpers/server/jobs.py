@@ -2,7 +2,7 @@
 
 Life of a job (as on OpenAI): ``validating_files`` -> ``queued`` -> ``running`` -> ``succeeded`` /
 ``failed`` / ``cancelled``. A small validation thread checks the files (so a job is checked even while
-another one trains); ONE worker thread trains the queued jobs in order with :func:`helpers.trainer.train`.
+another one trains); ONE worker thread trains the queued jobs in order with :func:`helpers.sft.train`.
 Cancel and pause are flags that the trainer reads before each optimizer step; a paused job (status
 ``paused``, as OpenAI reports it; the SDK's type does not list it yet) is put back in the queue by
 ``resume`` and continues from its pause checkpoint. What is accepted and the "auto" rules: :mod:`.rules`.
@@ -247,29 +247,32 @@ class JobManager:
                 self.idle.set()
 
     def _train(self, job: dict) -> None:
-        from dataclasses import asdict
+        from peft import LoraConfig
 
+        from helpers import sft
         from helpers.formats import read_jsonl
-        from helpers.trainer import TrainConfig, train
+        from helpers.model import load_base_model, load_tokenizer
 
         job_id = job["id"]
         train_rows = read_jsonl(self.store.data_path(job["training_file"]))
         valid_rows = read_jsonl(self.store.data_path(job["validation_file"])) if job["validation_file"] else None
         if job.get("_config"):  # resuming a paused job: the very same settings
-            config, hp = TrainConfig(**job["_config"]), job["hyperparameters"]
+            settings, hp = job["_config"], job["hyperparameters"]
         else:
-            hp, config = train_config(job.get("_requested", {}), len(train_rows), job["seed"], self.max_length,
-                                          low_memory=LOW_MEMORY.get(self.mode, True))
+            hp, settings = train_config(job.get("_requested", {}), len(train_rows), job["seed"], self.max_length,
+                                        low_memory=LOW_MEMORY.get(self.mode, True))
         name = job.get("_model_name") or shapes.fine_tuned_name(job["model"], job.get("user_provided_suffix"))
-        job = self.update(job_id, hyperparameters=hp, _config=asdict(config), _model_name=name,
+        job = self.update(job_id, hyperparameters=hp, _config=settings, _model_name=name,
                           method={"type": "supervised", "supervised": {"hyperparameters": dict(hp)}})
         self.log(job_id, "Fine-tuning job started")
         state = {"started": time.monotonic(), "first_step": None, "last": {}}
-        result = train(train_rows, valid_rows, config, self.store.adapters_dir(job_id),
-                       on_event=lambda event: self._on_event(job_id, name, event, state),
-                       should_stop=lambda: self.flags.get(job_id),
-                       resume_from=self.store.abs(job.get("_resume_from")),
-                       model=self.base_for_training() if self.base_for_training else None)
+        model = self.base_for_training() if self.base_for_training else load_base_model()[0]
+        args = sft.course_config(self.store.adapters_dir(job_id), disable_tqdm=True, **settings["sft"])
+        result = sft.train(model, load_tokenizer(), train_rows, valid_rows, args,
+                           LoraConfig(task_type="CAUSAL_LM", **settings["lora"]), eval_every=settings["eval_every"],
+                           on_event=lambda event: self._on_event(job_id, name, event, state),
+                           should_stop=lambda: self.flags.get(job_id),
+                           resume_from=self.store.abs(job.get("_resume_from")))
         if result.status == "paused":
             step = int(result.metrics["step"].max()) if len(result.metrics) else 0
             self.log(job_id, f"Fine-tuning job paused at step {step}")
@@ -341,7 +344,7 @@ class JobManager:
         return list(reversed(self.get(job_id).get("_checkpoints", [])))
 
     def _result_file(self, job_id: str, metrics) -> str:
-        from helpers.trainer import write_result_csv
+        from helpers.metrics import write_result_csv
 
         path = self.store.adapters_dir(job_id) / "step_metrics.csv"
         write_result_csv(metrics, path)
@@ -366,7 +369,7 @@ def import_adapter(store: Store, name, path) -> tuple[dict, dict | None]:
     """Serve a LoRA adapter trained outside the server (``POST /v1/load_lora_adapter``, as in vLLM).
 
     Copies the adapter's two files from ``path`` (a folder on the server's machine, e.g. what
-    :func:`helpers.trainer.train` saved) into ``WORKSPACE/adapters/imported/`` and registers them as the model
+    :func:`helpers.sft.train` saved) into ``WORKSPACE/adapters/imported/`` and registers them as the model
     ``name``. Calling it again with the same name replaces an imported adapter; the names of base models and of
     models trained by jobs are refused. Returns ``(new record, replaced record or None)``.
     """

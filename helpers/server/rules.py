@@ -38,6 +38,8 @@ MAX_LENGTH = {"ci": 128, "cpu": 256, "gpu": 512}  # tokens per example; longer e
 LOW_MEMORY = {"ci": True, "cpu": True, "gpu": False}
 MICRO_BATCH = 4  # at most this many examples per forward pass; a larger batch_size accumulates gradients
 KEEP_CHECKPOINTS = 3  # OpenAI keeps the checkpoints of the last 3 epochs
+# The adapter every job trains (LoraConfig fields): rank 8 on the attention projections.
+LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 HP_LIMITS = {"n_epochs": (int, 1, 50), "batch_size": (int, 1, 256), "learning_rate_multiplier": (float, 1e-6, 10)}
 
 
@@ -167,22 +169,21 @@ def check_files(train: Path, valid: Path | None, model: str) -> tuple[str, list[
 
 
 def train_config(requested: dict, n_train: int, seed: int, max_length: int, low_memory: bool = False):
-    """``(hyperparameters, TrainConfig)`` for a job: "auto" resolved, the local learning rate, about 20
-    small validation checks per job, checkpoints for the last 3 epochs.
+    """``(hyperparameters, settings)`` for a job: "auto" resolved, and what :func:`helpers.sft.train` needs as
+    plain JSON (kept in the job, so a paused job resumes with the very same settings): ``sft``, the
+    ``SFTConfig`` fields (the local learning rate, checkpoints for the last 3 epochs); ``lora``, the
+    ``LoraConfig`` fields (:data:`LORA`); ``eval_every``, about 20 small validation checks per job.
 
     A ``batch_size`` above :data:`MICRO_BATCH` runs as micro-batches with gradient accumulation (the same
     optimizer steps in far less activation memory): 8 becomes 2 micro-batches of 4. ``low_memory`` adds
     gradient checkpointing (the server passes :data:`LOW_MEMORY` for its mode).
     """
-    from helpers.trainer import TrainConfig
-
     hp = resolve_hyperparameters(requested, n_train)
     hp["batch_size"] = min(hp["batch_size"], n_train)
     steps = math.ceil(n_train / hp["batch_size"]) * hp["n_epochs"]
     micro = max(d for d in range(1, min(hp["batch_size"], MICRO_BATCH) + 1) if hp["batch_size"] % d == 0)
-    config = TrainConfig(method="lora", n_epochs=hp["n_epochs"], batch_size=micro,
-                         grad_accum=hp["batch_size"] // micro,
-                         learning_rate=BASE_LR * hp["learning_rate_multiplier"], max_length=max_length,
-                         eval_every=max(1, steps // 20), seed=seed % 2**31, keep_checkpoints=KEEP_CHECKPOINTS,
-                         gradient_checkpointing=low_memory)
-    return hp, config
+    sft = {"num_train_epochs": hp["n_epochs"], "per_device_train_batch_size": micro,
+           "gradient_accumulation_steps": hp["batch_size"] // micro,
+           "learning_rate": BASE_LR * hp["learning_rate_multiplier"], "max_length": max_length,
+           "seed": seed % 2**31, "save_total_limit": KEEP_CHECKPOINTS, "gradient_checkpointing": low_memory}
+    return hp, {"sft": sft, "lora": dict(LORA), "eval_every": max(1, steps // 20)}
