@@ -30,7 +30,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 README = ROOT / "README.md"
 COLAB_BADGE = re.compile(r"^\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)$", re.M)
 CLONE = re.compile(r"^(\s*)!git clone --depth 1 \S+ /content/course$", re.M)
-BINDER_BADGE = re.compile(r"\[!\[Binder\]\(https://mybinder\.org/badge_logo\.svg\)\]\(https://mybinder\.org/v2/gh/[^)]*\)")
+BINDER_BADGE = re.compile(r"\[!\[Binder\]\(https://mybinder\.org/badge_logo\.svg\)\]"
+                          r"\(https://mybinder\.org/v2/gh/[^)]*\)")
 
 
 def _owner_repo() -> str:
