@@ -76,8 +76,10 @@ class LivePlot:
     Displayed (the last line of a cell, or ``display(live_plot)``), it gives ONE output whose mime bundle holds
     both the widget view (``application/vnd.jupyter.widget-view+json``) and a static ``image/png`` of the
     current plot. A frontend picks the richest type it can render: JupyterLab, Notebook 7 and VS Code show
-    the live controls and plot only; GitHub and other viewers without widgets show the PNG. So the plot is
-    drawn once either way, never a live copy and a static copy one under the other.
+    the live controls and plot only; a renderer without widgets that takes the PNG shows the plot as a
+    picture (GitHub's notebook view, nbconvert's Markdown, LaTeX and PDF exports). So the plot is drawn once
+    either way, never a live copy and a static copy one under the other. (nbconvert's HTML export, which
+    nbviewer uses, prefers the widget view and draws it only from widget state saved in the notebook.)
     """
 
     def __init__(self, draw: Callable[..., object], controls: Mapping[str, object]):

@@ -110,3 +110,15 @@ def test_live_plot_redraws_when_a_control_changes_and_the_fallback_follows():
 def test_live_plot_needs_controls():
     with pytest.raises(ValueError, match="at least one control"):
         LivePlot(line, {})
+
+
+def test_a_renderer_without_widgets_shows_the_png_once():
+    nbconvert = pytest.importorskip("nbconvert")
+    import nbformat
+
+    data, _ = DisplayFormatter().format(live_line())
+    output = nbformat.v4.new_output("execute_result", data=data, execution_count=1)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("LivePlot(...)", outputs=[output])])
+    markdown, resources = nbconvert.MarkdownExporter().from_notebook_node(notebook)
+    assert list(resources["outputs"]) == ["output_0_0.png"] and markdown.count("![png](output_0_0.png)") == 1
+    assert "LivePlot(slope" not in markdown   # the PNG, not the text stand-in
