@@ -2,14 +2,26 @@
 
 Running them is nbval's job: `make test` passes `--nbval-lax notebooks`.
 """
+import importlib.util
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-COLAB = "https://colab.research.google.com/github/llm-finetuning-course/llm-finetuning-course/blob/main/notebooks/"
+from helpers.environment import REPO_URL
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# The Colab address of the notebooks, derived from the course's one address.
+COLAB = REPO_URL.replace("https://github.com/", "https://colab.research.google.com/github/") + "/blob/main/notebooks/"
+
+
+def _sync_tool():
+    spec = importlib.util.spec_from_file_location("sync_notebooks", ROOT / "tools" / "sync_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_notebooks_are_numbered_in_order():
@@ -30,6 +42,7 @@ def test_notebook_is_clean_and_shaped(path):
     assert "**Time:**" in first.source and "After this notebook you can" in first.source
     assert 3 <= len(re.findall(r"^\d\. ", first.source, flags=re.M)) <= 5, "give 3-5 objectives"
     assert "helpers.setup()" in code[0].source and "google.colab" in code[0].source
+    assert f"!git clone --depth 1 {REPO_URL} /content/course" in code[0].source, "Colab clones the course"
     assert "## Wrap-up" in "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
 
 
@@ -56,3 +69,15 @@ def test_code_cells_are_short(path):
     lengths = sorted(len(c.source.splitlines()) for c in nb.cells if c.cell_type == "code")
     assert lengths[len(lengths) // 2] <= 14, "keep the median code cell near 10 lines"
     assert max(lengths) <= 30, "move long code into helpers"
+
+
+def test_addresses_follow_repo_url():
+    """Badges and clone lines are written from REPO_URL by tools/sync_notebooks.py: nothing is out of date,
+    and a new address would rewrite every notebook and README.md."""
+    tool = _sync_tool()
+    assert tool.sync(write=False) == [], "run: python tools/sync_notebooks.py"
+    assert tool.binder_badge() in (ROOT / "README.md").read_text(encoding="utf-8")
+    tool.REPO_URL = "https://github.com/someone-else/a-fork"
+    assert tool.colab_url("00_x.ipynb") == ("https://colab.research.google.com/github/someone-else/a-fork/blob/main/"
+                                            "notebooks/00_x.ipynb")
+    assert len(tool.sync(write=False)) == len(NOTEBOOKS) + 1
