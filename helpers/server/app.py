@@ -105,10 +105,9 @@ def create_app(workspace, api_key: str | None = None, mode: str = "cpu", max_len
     scheduler = Scheduler(train=train)
     limits = limits or Limits()
 
-    def make_manager(store, name):
+    def make_manager(store, name, limited):
         return JobManager(store, mode=mode, max_length=max_length, base_for_training=engine.base_for_training,
-                          scheduler=scheduler, tenant=name,
-                          max_active_jobs=limits.max_active_jobs if students is not None else None)
+                          scheduler=scheduler, tenant=name, max_active_jobs=limits.max_active_jobs if limited else None)
 
     tenants = Tenants(workspace, students, make_manager)
     limiter = RateLimiter(limits.requests_per_minute) if tenants.workshop else None

@@ -76,8 +76,8 @@ def number(body: dict, key: str, low: float, high: float, default, kind=float):
     value = body.get(key)
     if value is None:
         return default
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and low <= value <= high and (kind is not int or float(value).is_integer())
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high \
+        and (isinstance(value, int) or (math.isfinite(value) and (kind is not int or value.is_integer())))
     if not ok:
         what = "an integer" if kind is int else "a number"
         raise ApiError(400, f"Invalid value for '{key}': {_short(value)}. Use {what} from {low:g} to {high:g}.",

@@ -51,8 +51,8 @@ def _check_number(name: str, value, where: str):
     if value == "auto":
         return "auto"
     kind, low, high = HP_LIMITS[name]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and low <= value <= high and (kind is not int or float(value).is_integer())
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high \
+        and (isinstance(value, int) or (math.isfinite(value) and (kind is not int or value.is_integer())))
     if not ok:
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise ApiError(400, f"Invalid value for {where}.{name}: expected \"auto\" or "

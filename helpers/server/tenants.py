@@ -99,7 +99,8 @@ class Tenant:
 class Tenants:
     """Every tenant of a server. ``students=None``: single-user mode (one tenant, the workspace itself).
 
-    ``make_manager(store, name)`` builds a tenant's job manager; managers share the server's scheduler.
+    ``make_manager(store, name, limited)`` builds a tenant's job manager (``limited``: a student, under the
+    per-student limits); managers share the server's scheduler.
     """
 
     def __init__(self, workspace, students: list[Student] | None, make_manager):
@@ -109,13 +110,14 @@ class Tenants:
         self.all: list[Tenant] = []
         if students is None:
             store = Store(root)
-            self.single = Tenant("", store, make_manager(store, ""))
+            self.single = Tenant("", store, make_manager(store, "", False))
             self.all.append(self.single)
             return
         self.single = None
         for student in students:
             store = Store(root / "tenants" / folder_name(student.name))
-            tenant = Tenant(student.name, store, make_manager(store, student.name), student.instructor)
+            tenant = Tenant(student.name, store, make_manager(store, student.name, not student.instructor),
+                            student.instructor)
             self.by_digest[student.digest] = tenant
             self.all.append(tenant)
 
