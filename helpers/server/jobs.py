@@ -1,4 +1,4 @@
-"""Fine-tuning jobs: the queue, one training thread, events and checkpoints, recovery after a restart.
+"""Fine-tuning jobs: requests, records, training one job, events and checkpoints, recovery after a restart.
 
 Life of a job (as on OpenAI): ``validating_files`` -> ``queued`` -> ``running`` -> ``succeeded`` /
 ``failed`` / ``cancelled``. A small validation thread checks the files (so a job is checked even while
