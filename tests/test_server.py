@@ -2,16 +2,15 @@
 
 The server runs as a real subprocess (``python -m helpers.server``) on a free port with a temporary
 workspace. Every client validates every response strictly against the SDK's types
-(``_strict_response_validation=True``). One small trained job is shared by many tests; data are tiny and
+(``_strict_response_validation=True``), and every JSON answer is also checked against OpenAI's published
+OpenAPI schema (:mod:`openai_schema`). One small trained job is shared by many tests; data are tiny and
 examples short, so the whole file takes a couple of minutes on two CPU cores.
 """
 from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -26,8 +25,12 @@ from helpers.environment import REPO_ROOT
 from helpers.formats import write_jsonl
 from helpers.server.rules import BASE_LR, resolve_hyperparameters, train_config
 from helpers.server.store import Store
-
-TERMINAL = ("succeeded", "failed", "cancelled")
+from server_process import SCHEMA_PROBLEMS, Server, wait_for
+@pytest.fixture(autouse=True)
+def schema_checked():
+    yield
+    problems, SCHEMA_PROBLEMS[:] = list(SCHEMA_PROBLEMS), []
+    assert not problems, problems
 
 
 # --- pieces without a server --------------------------------------------------------------------------
@@ -58,56 +61,6 @@ def test_store_writes_atomically_and_skips_a_torn_event_line(tmp_path):
     assert [e["id"] for e in store.events("ftjob-a")] == ["e1"]
     Store(tmp_path).append_event("ftjob-a", {"id": "e3"})  # the next server process carries on
     assert [e["id"] for e in store.events("ftjob-a")] == ["e1", "e3"]
-
-
-# --- a server subprocess ------------------------------------------------------------------------------
-class Server:
-    """``python -m helpers.server`` on a free loopback port; ``stop``/``kill``/``start`` keep the workspace."""
-
-    def __init__(self, workspace: Path, *extra: str):
-        self.workspace, self.extra, self.port, self.process = workspace, extra, api.free_port(), None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> Server:
-        env = {**os.environ, "COURSE_MODE": "ci", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-        with open(self.workspace.parent / f"{self.workspace.name}.log", "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "helpers.server", "--port", str(self.port),
-                                             "--workspace", str(self.workspace), *self.extra],
-                                            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while api._health(self.url, timeout=1) is None:
-            assert self.process.poll() is None, f"server exited: {self.log_text()[-3000:]}"
-            assert time.monotonic() < deadline, "server did not start in 60 s"
-            time.sleep(0.1)
-        return self
-
-    def log_text(self) -> str:
-        return (self.workspace.parent / f"{self.workspace.name}.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(60)
-
-    def kill(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def client(self, key: str = "unused", strict: bool = True) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url, api_key=key, _strict_response_validation=strict, max_retries=0)
-
-
-def wait_for(client, job_id: str, statuses=TERMINAL, timeout: float = 240.0, poll: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        if job.status in statuses:
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} still {job.status} after {timeout} s"
-        time.sleep(poll)
 
 
 def wait_for_step(client, job_id: str, step: int, timeout: float = 240.0) -> None:
@@ -399,6 +352,18 @@ def test_chat_sampling_options(client):
         client.chat.completions.create(model="ft:nope", messages=ask["messages"])
     with pytest.raises(openai.NotFoundError):  # a completions model on the chat endpoint, as on OpenAI
         client.chat.completions.create(model="babbage-002", messages=ask["messages"])
+
+
+def test_prompt_beyond_the_context_is_refused_at_once(client):
+    prompt = "When do I have to start the heater? " * 1400  # about 50,000 characters, over 8,192 tokens
+    for call in (lambda: client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user",
+                                                                                        "content": prompt}]),
+                 lambda: client.completions.create(model="davinci-002", prompt=prompt)):
+        started = time.monotonic()
+        with pytest.raises(openai.BadRequestError) as err:
+            call()
+        assert err.value.code == "context_length_exceeded" and "maximum context length is 8192" in err.value.message
+        assert time.monotonic() - started < 10  # refused before any generation (which took about a minute)
 
 
 def test_legacy_job_and_completions(client, uploaded):

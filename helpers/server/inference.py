@@ -46,6 +46,9 @@ class Engine:
         self.template = None  # the base model, never wrapped by peft; shares its weights with self.base
         self.adapters: OrderedDict = OrderedDict()  # path -> adapter name, least recently used first
         self.max_adapters, self._count = max_adapters, 0
+        self._counter = None  # a tokenizer of its own for counting prompts, so counting never waits for generation
+        self._count_lock = threading.Lock()
+        self._context: int | None = None
 
     def load(self, path: str | None):
         """``(model, tokenizer, context)``: run ``model`` inside ``context`` to use ``path``'s weights."""
@@ -110,12 +113,37 @@ class Engine:
             self._tokenizer.pad_token = load_tokenizer().pad_token
         return self._tokenizer
 
+    @property
+    def context_length(self) -> int:
+        """The most tokens (prompt and reply together) the base model reads: its ``max_position_embeddings``."""
+        if self._context is None:
+            from transformers import AutoConfig
+
+            from helpers.model import model_source
+            config = AutoConfig.from_pretrained(model_source())
+            self._context = int(getattr(config, "max_position_embeddings", None) or 2048)
+        return self._context
+
+    def _counting_tokenizer(self):
+        if self._counter is None:
+            from transformers import AutoTokenizer
+
+            from helpers.model import model_source
+            self._counter = AutoTokenizer.from_pretrained(model_source())
+        return self._counter
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens ``text`` is to the model (counted without the model: no wait for a generation)."""
+        with self._count_lock:
+            return len(self._counting_tokenizer()(text, add_special_tokens=False)["input_ids"])
+
     def prompt_text(self, messages: list[dict] | None = None, prompt: str | None = None) -> str:
         """The text the model sees: the chat template for ``messages``, or the raw legacy ``prompt``."""
         if messages is None:
             return prompt or ""
         from helpers.model import chat_prompt
-        return chat_prompt(self.tokenizer, messages)
+        with self._count_lock:
+            return chat_prompt(self._counting_tokenizer(), messages)
 
     def _run(self, path, text, *, max_tokens, temperature, top_p, stop, seed, streamer=None):
         import torch

@@ -1,9 +1,11 @@
-"""Fine-tuning jobs: the queue, one training thread, events and checkpoints, recovery after a restart.
+"""Fine-tuning jobs: requests, records, training one job, events and checkpoints, recovery after a restart.
 
 Life of a job (as on OpenAI): ``validating_files`` -> ``queued`` -> ``running`` -> ``succeeded`` /
 ``failed`` / ``cancelled``. A small validation thread checks the files (so a job is checked even while
-another one trains); ONE worker thread trains the queued jobs in order with :func:`helpers.sft.train`.
-Cancel and pause are flags that the trainer reads before each optimizer step; a paused job (status
+another one trains); ONE worker thread trains the queued jobs with :func:`helpers.sft.train`. Both threads
+belong to the :class:`~helpers.server.scheduler.Scheduler`, which all the managers of a server share (one
+manager per tenant in workshop mode) and which picks the next job fairly between tenants.
+Cancel and pause are flags that the trainer reads after each optimizer step; a paused job (status
 ``paused``, as OpenAI reports it; the SDK's type does not list it yet) is put back in the queue by
 ``resume`` and continues from its pause checkpoint. What is accepted and the "auto" rules: :mod:`.rules`.
 
@@ -14,11 +16,9 @@ stays resumable, and a job that was ``running`` is marked ``failed`` with the co
 from __future__ import annotations
 
 import math
-import queue
 import re
 import secrets
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from helpers.server.rules import (
     parse_hyperparameters,
     train_config,
 )
+from helpers.server.scheduler import Scheduler
 from helpers.server.shapes import ApiError
 from helpers.server.store import Store, now
 
@@ -43,22 +44,23 @@ RESTARTED = ("The course server stopped while this job was running (for example 
 
 # --- the manager --------------------------------------------------------------------------------------
 class JobManager:
-    """Creates jobs, runs them one at a time, and answers cancel / pause / resume."""
+    """Creates one tenant's jobs, trains them when the scheduler says so, and answers cancel / pause / resume.
 
-    def __init__(self, store: Store, mode: str = "cpu", max_length: int | None = None, base_for_training=None):
+    ``scheduler``: the queue shared with the other tenants' managers (a new one when None). ``tenant``: the
+    name the scheduler is fair between. ``max_active_jobs``: how many of this tenant's jobs may be validating,
+    queued or running at once (None: no limit); one more is refused with a 429.
+    """
+
+    def __init__(self, store: Store, mode: str = "cpu", max_length: int | None = None, base_for_training=None,
+                 scheduler: Scheduler | None = None, tenant: str = "", max_active_jobs: int | None = None):
         self.store = store
         self.base_for_training = base_for_training  # () -> a base model to wrap with LoRA; None: load one
         self.mode = mode
         self.max_length = max_length or MAX_LENGTH.get(mode, 256)
         self.flags: dict[str, str] = {}  # job id -> "cancel" | "pause", read by the trainer
-        self.validate_q: queue.Queue = queue.Queue()
-        self.train_q: queue.Queue = queue.Queue()
-        self.current: str | None = None  # the job being trained
-        self.idle = threading.Event()
-        self.idle.set()
+        self.scheduler = scheduler or Scheduler()
+        self.tenant, self.max_active_jobs = tenant, max_active_jobs
         self.recover()
-        for target in (self._validate_loop, self._train_loop):
-            threading.Thread(target=target, daemon=True, name=target.__name__).start()
 
     # --- records and events -----------------------------------------------------------------------
     def get(self, job_id: str) -> dict:
@@ -78,9 +80,17 @@ class JobManager:
         self.store.append_event(job_id, shapes.event(message, **kw))
 
     # --- API actions ------------------------------------------------------------------------------
+    def active_jobs(self) -> int:
+        return sum(job["status"] in ACTIVE for job in self.store.all("jobs"))
+
     def create(self, body: dict) -> dict:
         if not isinstance(body, dict):
             raise ApiError(400, "The request body must be a JSON object.")
+        if self.max_active_jobs is not None and self.active_jobs() >= self.max_active_jobs:
+            raise ApiError(429, f"You already have {self.max_active_jobs} fine-tuning jobs validating, queued or "
+                           "running, the most this server allows per person. Wait until one finishes, or cancel "
+                           "one (client.fine_tuning.jobs.cancel(job_id)), then create this job again.",
+                           code="too_many_active_jobs")
         model = body.get("model")
         if not model:
             raise ApiError(400, "Missing required parameter: 'model'.", param="model",
@@ -125,7 +135,7 @@ class JobManager:
         if body.get("integrations"):
             self.log(job["id"], "Integrations (e.g. Weights & Biases) are ignored by the course server.",
                      level="warn")
-        self.validate_q.put(job["id"])
+        self.scheduler.validate(self, job["id"])
         return job
 
     # Each action checks the status and changes it under the store's lock, so it cannot interleave with
@@ -160,9 +170,13 @@ class JobManager:
             if job["status"] != "paused":
                 raise ApiError(409, f"Job {job_id} is {job['status']}; only a paused job can be resumed.",
                                param="fine_tuning_job_id", code="job_not_paused")
+            if self.max_active_jobs is not None and self.active_jobs() >= self.max_active_jobs:
+                raise ApiError(429, f"You already have {self.max_active_jobs} fine-tuning jobs validating, queued "
+                               "or running, the most this server allows per person. Resume this job when one of "
+                               "them has finished.", code="too_many_active_jobs")
             self.log(job_id, "Fine-tuning job resumed")
             job = self.update(job_id, status="queued")
-        self.train_q.put(job_id)
+        self.scheduler.enqueue(self, job_id)
         return job
 
     # --- restart and shutdown -----------------------------------------------------------------------
@@ -170,28 +184,43 @@ class JobManager:
         """Put back what a previous server process left unfinished (see the module docstring)."""
         for job in reversed(self.store.all("jobs")):  # oldest first, so the queue keeps its order
             if job["status"] == "validating_files":
-                self.validate_q.put(job["id"])
+                self.scheduler.validate(self, job["id"])
             elif job["status"] == "queued":
-                self.train_q.put(job["id"])
+                self.scheduler.enqueue(self, job["id"])
             elif job["status"] == "running":
                 self.log(job["id"], f"Fine-tuning job failed: {RESTARTED}", level="error")
                 self.update(job["id"], status="failed", finished_at=now(), estimated_finish=None,
                             error=shapes.job_error("server_restarted", RESTARTED))
 
-    def shutdown(self, timeout: float = 30.0) -> None:
-        """Pause the running job (it can be resumed after the next start) and wait for it to stop."""
-        if self.current:
-            self.flags[self.current] = "pause"
-            self.idle.wait(timeout)
+    def stop(self, job_id: str) -> None:
+        """Ask the running job to pause at its next step (a clean shutdown; it resumes after the next start)."""
+        self.flags[job_id] = "pause"
 
-    # --- the validation thread -----------------------------------------------------------------------
-    def _validate_loop(self) -> None:
-        while True:
-            job_id = self.validate_q.get()
-            try:
-                self._validate(job_id)
-            except Exception as exc:  # noqa: BLE001 - a broken job must not stop the thread
-                self._fail(job_id, "validation_error", f"The files could not be checked: {exc}")
+    # --- called by the scheduler's threads -----------------------------------------------------------
+    def validate(self, job_id: str) -> None:
+        try:
+            self._validate(job_id)
+        except Exception as exc:  # noqa: BLE001 - a broken job must not stop the thread
+            self._fail(job_id, "validation_error", f"The files could not be checked: {exc}")
+
+    def is_queued(self, job_id: str) -> bool:
+        job = self.store.get("jobs", job_id)
+        return job is not None and job["status"] == "queued"
+
+    def run(self, job_id: str) -> None:
+        """Train a queued job to its end (nothing when it is no longer queued)."""
+        with self.store.lock:
+            job = self.store.get("jobs", job_id)
+            if job is None or job["status"] != "queued":
+                return  # cancelled or paused while it waited
+            job = self.update(job_id, status="running")
+        try:
+            self._train(job)
+        except Exception as exc:  # noqa: BLE001 - the job fails, the thread carries on
+            self._fail(job_id, "training_error", f"Training stopped with an error: {exc}")
+        finally:
+            self.flags.pop(job_id, None)
+            release_memory()
 
     def _validate(self, job_id: str) -> None:
         job = self.store.get("jobs", job_id)
@@ -218,34 +247,14 @@ class JobManager:
                 return  # cancelled meanwhile
             self.update(job_id, status="queued", _format=fmt)
         self.log(job_id, "Files validated, moving job to queued state")
-        self.train_q.put(job_id)
+        self.scheduler.enqueue(self, job_id)
 
     def _fail(self, job_id: str, code: str, message: str, param: str | None = None) -> None:
         self.log(job_id, f"Fine-tuning job failed: {message}", level="error")
         self.update(job_id, status="failed", finished_at=now(), estimated_finish=None,
                     error=shapes.job_error(code, message, param))
 
-    # --- the training thread -------------------------------------------------------------------------
-    def _train_loop(self) -> None:
-        while True:
-            job_id = self.train_q.get()
-            with self.store.lock:
-                job = self.store.get("jobs", job_id)
-                if job is None or job["status"] != "queued":
-                    continue  # cancelled or paused while it waited
-                job = self.update(job_id, status="running")
-                self.current = job_id
-                self.idle.clear()
-            try:
-                self._train(job)
-            except Exception as exc:  # noqa: BLE001 - the job fails, the thread carries on
-                self._fail(job_id, "training_error", f"Training stopped with an error: {exc}")
-            finally:
-                self.flags.pop(job_id, None)
-                self.current = None
-                release_memory()
-                self.idle.set()
-
+    # --- training ----------------------------------------------------------------------------------------
     def _train(self, job: dict) -> None:
         from peft import LoraConfig
 
@@ -384,10 +393,14 @@ def import_adapter(store: Store, name, path) -> tuple[dict, dict | None]:
     if name in base_names() or (old is not None and not old.get("_imported")):
         raise ApiError(400, f"A model named {name!r} already exists and was not imported: choose another lora_name.",
                        param="lora_name", code="model_exists")
-    folder = Path(path).expanduser() if isinstance(path, str) and path else None
-    if folder is None or not all((folder / f).is_file() for f in ADAPTER_FILES):
+    try:
+        folder = Path(path).expanduser() if isinstance(path, str) and path else None
+        found = folder is not None and all((folder / f).is_file() for f in ADAPTER_FILES)
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, an unknown ~user
+        found = False
+    if not found:
         raise ApiError(400, f"lora_path must be a folder on the server's machine holding {' and '.join(ADAPTER_FILES)} "
-                       f"(a saved LoRA adapter); got {path!r}.", param="lora_path", code="invalid_value")
+                       f"(a saved LoRA adapter); got {str(path)[:200]!r}.", param="lora_path", code="invalid_value")
     try:
         peft_type = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get("peft_type")
     except (ValueError, OSError, AttributeError):

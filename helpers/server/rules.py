@@ -53,12 +53,12 @@ def _check_number(name: str, value, where: str):
     if value == "auto":
         return "auto"
     kind, low, high = HP_LIMITS[name]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok and kind is int and value != int(value):
-        ok = False
-    if not ok or not low <= value <= high:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high \
+        and (isinstance(value, int) or (math.isfinite(value) and (kind is not int or value.is_integer())))
+    if not ok:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise ApiError(400, f"Invalid value for {where}.{name}: expected \"auto\" or "
-                       f"{'an integer' if kind is int else 'a number'} from {low:g} to {high:g}, got {value!r}.",
+                       f"{'an integer' if kind is int else 'a number'} from {low:g} to {high:g}, got {shown}.",
                        param=f"{where}.{name}", code="invalid_value")
     return kind(value)
 
@@ -70,15 +70,22 @@ def parse_hyperparameters(body: dict) -> dict:
         given.append(("hyperparameters", body["hyperparameters"]))
     method = body.get("method")
     if method is not None:
-        kind = method.get("type") if isinstance(method, dict) else None
+        if not isinstance(method, dict):
+            raise ApiError(400, "method must be an object, e.g. {\"type\": \"supervised\", \"supervised\": "
+                           "{\"hyperparameters\": {\"n_epochs\": 3}}}.", param="method", code="invalid_type")
+        kind = method.get("type")
         if kind in ("dpo", "reinforcement"):
             raise ApiError(400, f"method.type={kind!r} is not supported by the course server: it trains with "
                            "supervised fine-tuning only. Use method={'type': 'supervised', ...} or leave method out.",
                            param="method.type", code="unsupported_method")
         if kind != "supervised":
-            raise ApiError(400, f"Invalid value for method.type: {kind!r}. Use 'supervised'.", param="method.type",
-                           code="invalid_value")
-        hp = (method.get("supervised") or {}).get("hyperparameters")
+            raise ApiError(400, f"Invalid value for method.type: {str(kind)[:60]!r}. Use 'supervised'.",
+                           param="method.type", code="invalid_value")
+        supervised = method.get("supervised")
+        if supervised is not None and not isinstance(supervised, dict):
+            raise ApiError(400, "method.supervised must be an object, e.g. {\"hyperparameters\": {\"n_epochs\": 3}}.",
+                           param="method.supervised", code="invalid_type")
+        hp = (supervised or {}).get("hyperparameters")
         if hp is not None:
             given.append(("method.supervised.hyperparameters", hp))
     merged: dict = {}

@@ -1,8 +1,9 @@
 """The JSON objects the course server sends, shaped exactly as the OpenAI API sends them.
 
-Each builder returns a plain dict with every field that the ``openai`` SDK's types require (checked by
-the tests with ``_strict_response_validation=True``). Records in the store keep private fields that start
-with ``_``; :func:`public` drops them.
+Each builder returns a plain dict with every field that OpenAI's published OpenAPI schema requires, of the
+type it gives, and no ``null`` where the schema has none: a field without a value is left out (checked by the
+tests against the schema and with the SDK's ``_strict_response_validation=True``). Records in the store keep
+private fields that start with ``_``; :func:`public` drops them.
 """
 from __future__ import annotations
 
@@ -12,8 +13,18 @@ ORG = "course-local"  # appears in fine-tuned model names: ft:{base}:{ORG}:{suff
 ORGANIZATION_ID = "org-course-local"
 
 
+_NEVER_NULL = {"file": ("expires_at", "status_details")}  # records written by older servers held nulls here
+
+
 def public(record: dict) -> dict:
-    return {k: v for k, v in record.items() if not k.startswith("_")}
+    """The API object: private ``_`` fields dropped, and no ``null`` where OpenAI's schema allows none."""
+    out = {k: v for k, v in record.items() if not k.startswith("_")}
+    for key in _NEVER_NULL.get(out.get("object"), ()):
+        if out.get(key) is None:
+            out.pop(key, None)
+    if out.get("object") == "fine_tuning.job.checkpoint":
+        out["metrics"] = {k: v for k, v in out["metrics"].items() if v is not None}
+    return out
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -21,9 +32,10 @@ class ApiError(Exception):
     """An HTTP error in OpenAI's envelope; the app turns it into a JSON response."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 type: str | None = None):
+                 type: str | None = None, headers: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.headers = headers or {}
         self.type = type or {401: "authentication_error", 404: "invalid_request_error"}.get(status,
                                                                                             "invalid_request_error")
 
@@ -37,7 +49,8 @@ def error(message: str, *, type: str = "invalid_request_error", param: str | Non
 def page(items: list[dict], *, after: str | None, limit: int, ids: bool) -> dict:
     """A cursor page of ``items`` (already newest first): the ``limit`` items after the id ``after``.
 
-    ``ids=True`` adds ``first_id``/``last_id`` (OpenAI sends them for files and checkpoints).
+    ``ids=True`` adds ``first_id``/``last_id`` (OpenAI sends them for files and checkpoints). The schema
+    types them as strings (required for files), so an empty page has ``""`` rather than ``null``.
     """
     start = 0
     if after:
@@ -46,15 +59,16 @@ def page(items: list[dict], *, after: str | None, limit: int, ids: bool) -> dict
     chunk = items[start:start + limit]
     body = {"object": "list", "data": [public(item) for item in chunk], "has_more": start + limit < len(items)}
     if ids:
-        body["first_id"] = chunk[0]["id"] if chunk else None
-        body["last_id"] = chunk[-1]["id"] if chunk else None
+        body["first_id"] = chunk[0]["id"] if chunk else ""
+        body["last_id"] = chunk[-1]["id"] if chunk else ""
     return body
 
 
 # --- files ----------------------------------------------------------------------------------------
 def file_object(filename: str, size: int, purpose: str) -> dict:
+    """A file that never expires: ``expires_at`` and ``status_details`` are left out (the schema has no null)."""
     return {"id": new_id("file-"), "object": "file", "bytes": size, "created_at": now(), "filename": filename,
-            "purpose": purpose, "status": "processed", "status_details": None, "expires_at": None}
+            "purpose": purpose, "status": "processed"}
 
 
 # --- jobs -----------------------------------------------------------------------------------------
@@ -85,7 +99,7 @@ def checkpoint(job_id: str, model_name: str, step: int, metrics: dict) -> dict:
             "full_valid_loss", "full_valid_mean_token_accuracy")
     return {"id": new_id("ftckpt-"), "object": "fine_tuning.job.checkpoint", "created_at": now(),
             "fine_tuned_model_checkpoint": model_name, "fine_tuning_job_id": job_id, "step_number": int(step),
-            "metrics": {k: (float(metrics[k]) if metrics.get(k) is not None else None) for k in keys}}
+            "metrics": {k: float(metrics[k]) for k in keys if metrics.get(k) is not None}}  # no validation: no valid_*
 
 
 def fine_tuned_name(base: str, suffix: str | None) -> str:

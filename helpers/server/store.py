@@ -8,7 +8,7 @@ Layout::
       jobs/ftjob-XXXX.json        one record per fine-tuning job (the API object plus private fields)
       events/ftjob-XXXX.jsonl     the job's event log, oldest first, append-only
       models/<token>.json         one record per fine-tuned model or checkpoint name
-      adapters/ftjob-XXXX/        the trainer's output: checkpoint-step-N/ folders and final/
+      adapters/ftjob-XXXX/        the trainer's output: checkpoint-N/ folders and final/
 
 Every JSON record is written atomically (a temporary file, then ``os.replace``), so a crash or a
 ``kill -9`` never leaves half a record. The event log is append-only: one ``write`` per complete line;
@@ -89,8 +89,9 @@ class Store:
         return record
 
     def get(self, kind: str, key: str) -> dict | None:
-        if kind != "models" and not all(c in _ALPHABET + "-_" for c in key):
-            return None  # ids never hold other characters; this also blocks path tricks
+        if not isinstance(key, str) or len(key) > 512 or (kind != "models" and not (
+                len(key) <= 128 and all(c in _ALPHABET + "-_" for c in key))):
+            return None  # ids never hold other characters or run so long; this also blocks path tricks
         with self.lock:
             return read_json(self._path(kind, key))
 
@@ -102,8 +103,7 @@ class Store:
         """Every record of a kind, newest first."""
         with self.lock:
             records = [r for p in (self.root / kind).glob("*.json") if (r := read_json(p)) is not None]
-        return sorted(records, key=lambda r: (r.get("created_at", r.get("created", 0)), r.get("_seq", 0)),
-                      reverse=True)
+        return newest_first(records)
 
     # --- file contents ---------------------------------------------------------------------------
     def data_path(self, file_id: str) -> Path:
@@ -156,6 +156,11 @@ class Store:
 
     def abs(self, rel) -> str | None:
         return None if rel is None else str(self.root / rel)
+
+
+def newest_first(records: list[dict]) -> list[dict]:
+    """Records sorted newest first (creation time, then the order they were written in)."""
+    return sorted(records, key=lambda r: (r.get("created_at", r.get("created", 0)), r.get("_seq", 0)), reverse=True)
 
 
 def b64(data: bytes) -> bytes:
