@@ -67,4 +67,30 @@ def _e(notebook, claim, kind, *, ci, cpu, otherwise, gpu=None) -> Expectation:
     return Expectation(notebook, claim, kind, tuple(ci), tuple(cpu), otherwise, None if gpu is None else tuple(gpu))
 
 
-EXPECTATIONS: dict[str, Expectation] = {}
+# One section per notebook, in learning order. Keys are unique across the course.
+_00_WHY: dict[str, Expectation] = {
+}
+
+_01_COLLECT: dict[str, Expectation] = {
+}
+
+_02_FORMAT: dict[str, Expectation] = {
+}
+
+_03_API: dict[str, Expectation] = {
+}
+
+_04_LORA: dict[str, Expectation] = {
+}
+
+_05_METRICS: dict[str, Expectation] = {
+}
+
+_06_RAG: dict[str, Expectation] = {
+}
+
+_07_SHIP: dict[str, Expectation] = {
+}
+
+EXPECTATIONS: dict[str, Expectation] = {**_00_WHY, **_01_COLLECT, **_02_FORMAT, **_03_API, **_04_LORA, **_05_METRICS,
+                                        **_06_RAG, **_07_SHIP}

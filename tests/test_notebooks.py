@@ -48,11 +48,25 @@ def test_notebook_is_clean_and_shaped(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_solutions_are_hidden_and_checked(path):
+    """A solution is collapsed (its code and its one-line output) and proves itself with checks.confirm."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if "solution" in cell.metadata.get("tags", []):
-            assert cell.metadata.get("jupyter", {}).get("source_hidden"), "collapse solution cells"
-            assert "assert" in cell.source, "a solution cell must prove itself with an assert"
+            folded = cell.metadata.get("jupyter", {})
+            assert folded.get("source_hidden") and folded.get("outputs_hidden"), "collapse solution cells"
+            assert "checks.confirm(" in cell.source, "a solution cell must prove itself with checks.confirm"
+            assert "print(" not in cell.source, "a solution prints only the one ✓/✗ line of checks.confirm"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_cell_fails_on_purpose_and_run_time_is_reported(path):
+    """Run All never stops: an error is demonstrated by catching it and printing it. The wrap-up prints the
+    notebook's measured run time next to the Time line's estimate."""
+    nb = nbformat.read(path, as_version=4)
+    assert not any("raises-exception" in c.metadata.get("tags", []) for c in nb.cells)
+    assert any("env.run_time()" in c.source for c in nb.cells if c.cell_type == "code")
+    tags = {t for c in nb.cells for t in c.metadata.get("tags", [])}
+    assert tags <= {"solution", "exercise", "nbval-ignore-output", "nbval-check-output", "nbval-skip"}, tags
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
