@@ -81,6 +81,54 @@ _03_API: dict[str, Expectation] = {
 }
 
 _04_LORA: dict[str, Expectation] = {
+    "base_accuracy": _e("04", "the base model's accuracy on the test requests", "share", ci=(0.0, 0.6),
+                        cpu=(0.0, 0.2), otherwise="The base model should rarely answer with one of the six words; "
+                        "a higher score means the test is easier than it should be, or the labels leaked."),
+    "mask_differences": _e("04", "labels that differ between your mask and sft.encode_example", "count",
+                           ci=(0, 0), cpu=(0, 0), otherwise="Both masks should train exactly the reply and its "
+                           "<|im_end|>: compare the two tails to find the token where they part."),
+    "lora_trainable_share": _e("04", "the share of the weights that LoRA trains", "share", ci=(0.01, 0.03),
+                               cpu=(0.01, 0.03), otherwise="A rank-8 adapter on the seven projections trains about "
+                               "1.8% of the weights: check r and the target modules."),
+    "loop_loss_ratio": _e("04", "the hand-written loop's last loss against its first", "ratio", ci=(0.0, 0.9),
+                          cpu=(0.0, 0.5), otherwise="The loss should fall quickly on this task; if it does not, "
+                          "check that the optimizer got the LoRA parameters and that the labels mask the prompt."),
+    "lora_accuracy": _e("04", "LoRA's accuracy on the held-out test requests", "share", ci=(0.17, 1.0),
+                        cpu=(0.95, 1.0), otherwise="Fewer right answers usually mean too few steps or too small "
+                        "a learning rate: check that the loss curve above fell and flattened."),
+    "lora_gain_over_base": _e("04", "LoRA's accuracy minus the base model's", "points", ci=(0.0, 1.0),
+                              cpu=(0.75, 1.0), otherwise="Fine-tuning should lift the accuracy far above the base "
+                              "model's; a small gain means the adapter learned little."),
+    "reload_logit_gap": _e("04", "largest logit difference, reloaded adapter against the trained model", "gap",
+                           ci=(0.0, 1e-4), cpu=(0.0, 1e-4), otherwise="A reloaded adapter on the base it was "
+                           "trained on is the same model; a difference means another base or another dtype."),
+    "merge_logit_gap": _e("04", "largest logit difference, merged model against the adapter (fp32 base)", "gap",
+                          ci=(0.0, 2e-3), cpu=(0.0, 2e-3), otherwise="Merging rounds each weight once; a larger "
+                          "difference means the merge ran on a bf16 base, which cannot hold small updates."),
+    "resume_loss_gap": _e("04", "largest training-loss difference, resumed run against the first run", "gap",
+                          ci=(0.0, 1e-4), cpu=(0.0, 1e-4), otherwise="A resumed run restores the optimizer, "
+                          "schedule, random state and data position; a gap means one of them was not restored."),
+    "prompt_tuning_trainable": _e("04", "prompt tuning's trainable parameters (16 virtual tokens of 576)", "count",
+                                  ci=(9216, 9216), cpu=(9216, 9216), otherwise="Prompt tuning trains only its "
+                                  "virtual tokens: 16 x 576 numbers."),
+    "ptuning_vs_lora_trainable": _e("04", "P-tuning's trainable parameters as a share of LoRA's", "ratio",
+                                    ci=(0.01, 0.5), cpu=(0.01, 0.5), otherwise="P-tuning's prompt encoder is small "
+                                    "next to a LoRA adapter on every layer."),
+    "lora_vs_prompt_tuning_accuracy": _e("04", "LoRA's accuracy minus prompt tuning's, same budget", "points",
+                                         ci=(-0.5, 1.0), cpu=(0.0, 1.0), otherwise="On a short budget LoRA should "
+                                         "do at least as well as prompt tuning, which needs many more steps."),
+    "full_vs_lora_memory": _e("04", "full fine-tuning's peak memory against LoRA's", "ratio", ci=(1.0, 5.0),
+                              cpu=(1.0, 5.0), otherwise="Every trained weight carries a gradient and optimizer "
+                              "state, so full fine-tuning should need more memory than LoRA."),
+    "served_disagreements": _e("04", "served answers that differ from the notebook's own", "count", ci=(0, 1),
+                               cpu=(0, 1), otherwise="The server runs the same adapter; more than a near-tie "
+                               "flipping means it loaded another adapter or another base."),
+    "ddp_loss_gap": _e("04", "largest loss difference, two processes against one", "gap", ci=(0.0, 1e-4),
+                       cpu=(0.0, 1e-4), otherwise="Two processes should train what one does; a larger gap means "
+                       "another batch order or a loss not scaled by the whole step's tokens."),
+    "ddp_logit_gap": _e("04", "largest logit difference between the two adapters", "gap", ci=(0.0, 1e-2),
+                        cpu=(0.0, 1e-2), otherwise="The adapters of one and two processes should compute the same "
+                        "thing, up to rounding."),
 }
 
 _05_METRICS: dict[str, Expectation] = {

@@ -103,6 +103,9 @@ class CourseTrainer(SFTTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.sums = torch.zeros(4, dtype=torch.float64)
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, ResultFile):
+                callback.bind(self)
 
     def token_loss(self, model, inputs) -> tuple:
         """``(summed loss, right predictions, labelled tokens)`` over the batch's labelled positions."""
@@ -154,11 +157,18 @@ class ResultFile(TrainerCallback):
     ``on_event(dict)`` gets ``metrics``, ``epoch_end`` and ``checkpoint`` events. ``should_stop()`` is asked
     after every step: ``"pause"`` saves a checkpoint and stops (resume from it); ``"cancel"`` just stops."""
 
-    def __init__(self, trainer: CourseTrainer, eval_every: int = 10, on_event=None, should_stop=None):
-        self.trainer, self.eval_every = trainer, eval_every
+    def __init__(self, eval_every: int = 10, on_event=None, should_stop=None):
+        self.trainer, self.valid, self.eval_every = None, None, eval_every
         self.on_event, self.should_stop = on_event or (lambda event: None), should_stop or (lambda: None)
         self.rows, self.status, self.trained_tokens, self.checkpoints, self.pauses = [], "succeeded", 0, [], []
-        self.valid = trainer.eval_dataset
+
+    def bind(self, trainer: CourseTrainer) -> None:
+        """Read the loss sums of ``trainer`` (a :class:`CourseTrainer` passed this callback binds it itself)."""
+        self.trainer, self.valid = trainer, trainer.eval_dataset
+
+    def frame(self) -> pd.DataFrame:
+        """The rows so far, as the result file's columns (plus epoch and the full-validation columns)."""
+        return pd.DataFrame(self.rows, columns=COLUMNS).astype({"step": int, "epoch": int})
 
     def resume(self, checkpoint) -> None:
         """Carry on the rows, token count and checkpoint lists saved in ``checkpoint``."""
@@ -269,7 +279,8 @@ def train(model, tokenizer, train_examples, valid_examples, args: SFTConfig, pef
         if bars:
             enable_progress_bars()
     trainer.remove_callback(PrinterCallback)   # its summary line repeats what the result frame holds
-    results = ResultFile(trainer, eval_every, on_event, should_stop)
+    results = ResultFile(eval_every, on_event, should_stop)
+    results.bind(trainer)
     trainer.add_callback(results)
     if resume_from:
         results.resume(resume_from)
@@ -283,7 +294,7 @@ def train(model, tokenizer, train_examples, valid_examples, args: SFTConfig, pef
                 shutil.rmtree(path, ignore_errors=True)
     elif results.status == "paused":
         resume = results.checkpoints[-1][1]
-    frame = pd.DataFrame(results.rows, columns=COLUMNS).astype({"step": int, "epoch": int})
+    frame = results.frame()
     trained = trainer.model.eval()
     if args.gradient_checkpointing:   # generation with the shared base needs its key-value cache back
         trained.gradient_checkpointing_disable()

@@ -19,7 +19,7 @@ Modules, one per notebook:
 """
 from helpers.exercises.api import AUTO_EPOCH_CASES, check_auto_epochs, check_events_frame
 from helpers.exercises.collect import POSTCODE_CASES, check_mask_postcodes
-from helpers.exercises.lora import ZERO_CASES, check_lora_params, check_zero_memory
+from helpers.exercises.lora import ZERO_CASES, check_lora_params, check_zero_memory, zero_memory_gb
 from helpers.exercises.metrics import check_fit_verdicts, check_macro_f1, check_rouge_blind_spot, mystery_runs
 from helpers.exercises.rag import (DECISION_REASONS, DECISION_SCENARIOS, DECISIONS, check_cosine_top_k,
                                    check_decisions)
@@ -33,7 +33,7 @@ __all__ = [
     "POSTCODE_CASES", "check_mask_postcodes",  # 01
     "check_legacy_record", "check_no_leakage",  # 02
     "AUTO_EPOCH_CASES", "check_auto_epochs", "check_events_frame",  # 03
-    "ZERO_CASES", "check_lora_params", "check_zero_memory",  # 04
+    "ZERO_CASES", "check_lora_params", "check_zero_memory", "zero_memory_gb",  # 04
     "check_fit_verdicts", "check_macro_f1", "check_rouge_blind_spot", "mystery_runs",  # 05
     "DECISIONS", "DECISION_REASONS", "DECISION_SCENARIOS", "check_cosine_top_k", "check_decisions",  # 06
     "ANSWER_CASES", "DECLINE_CASES", "check_best_checkpoint", "check_decline_detector", "check_drift_settings",  # 07

@@ -35,6 +35,13 @@ ZERO_CASES = [  # (parameters, GPUs, stage) -> GB per GPU, from the ZeRO paper (
 ]
 
 
+def zero_memory_gb(n_params: float, n_gpus: int, stage: int) -> float:
+    """The course's own answer, for cells that need the numbers whether or not the exercise was done: GB per
+    GPU for weights, gradients and optimizer state under ZeRO ``stage`` (0 is plain data parallelism)."""
+    weights, grads, optimizer = 2, 2 / (n_gpus if stage >= 2 else 1), 12 / (n_gpus if stage >= 1 else 1)
+    return n_params * (weights / (n_gpus if stage >= 3 else 1) + grads + optimizer) / 1e9
+
+
 def check_zero_memory(memory_gb) -> bool:
     """``memory_gb(n_params, n_gpus, stage)``: GB per GPU for mixed-precision Adam (16 bytes a parameter:
     2 for the bf16 weights, 2 for the gradients, 12 for the fp32 master copy and Adam's two moments)."""
