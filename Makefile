@@ -8,7 +8,11 @@ BIN := $(VENV)/bin
 MIRROR := $(wildcard $(abspath ..)/shared/datasets)
 MODEL_PIN := $(shell sed -n 's/^\# no-deps: *//p' requirements.txt)
 
-.PHONY: setup course test benchmarks claims clean-outputs
+# How CI runs notebooks: ci mode, offline, one thread per process, quiet.
+CI_ENV = COURSE_MODE=ci HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore \
+	COURSE_DATA_MIRROR=$${COURSE_DATA_MIRROR:-$(MIRROR)}
+
+.PHONY: setup course test student benchmarks claims clean-outputs
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
@@ -22,10 +26,15 @@ $(VENV)/.installed: requirements.txt
 course: setup
 	$(BIN)/jupyter lab notebooks/
 
+# Every unit test and every notebook, then the student versions (solutions removed) from a fresh outputs folder.
 test: setup
-	COURSE_MODE=ci HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore \
-	COURSE_DATA_MIRROR=$${COURSE_DATA_MIRROR:-$(MIRROR)} \
-	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
+	$(CI_ENV) $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
+	$(BIN)/python tools/make_student.py --out student
+	$(CI_ENV) COURSE_OUTPUTS=$(CURDIR)/outputs/student-run $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax student
+
+# The student versions of the notebooks, for a class: student/NN_*.ipynb without the solution cells.
+student: setup
+	$(BIN)/python tools/make_student.py
 
 benchmarks: setup
 	$(BIN)/python benchmarks/course_time.py

@@ -2,8 +2,10 @@
 
 Each check takes the learner's answer. While the answer is still ``...`` it prints a hint and returns
 ``False``; a wrong answer prints what is wrong and returns ``False``; a right one prints "Correct" and
-returns ``True``. The hidden solution cells call the same checks with ``assert``, so CI proves that every
-solution passes. Notebooks call them as ``exercises.check_...``; every name is re-exported here.
+returns ``True``. The hidden solution cells call the same checks through ``checks.confirm``, which stops a
+ci-mode run when a solution fails. Notebooks call them as ``exercises.check_...``; every name is re-exported
+here. The student versions (``tools/make_student.py``) drop the solutions, so there each check says "not
+done yet".
 
 Modules, one per notebook:
 
