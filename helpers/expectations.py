@@ -69,9 +69,87 @@ def _e(notebook, claim, kind, *, ci, cpu, otherwise, gpu=None) -> Expectation:
 
 # One section per notebook, in learning order. Keys are unique across the course.
 _00_WHY: dict[str, Expectation] = {
+    "why_line_slope": _e("00", "the learned slope a (the rule's is 3)", "number", ci=(2.85, 3.15), cpu=(2.85, 3.15),
+                         otherwise="After 100 steps at a learning rate of 0.1 the line should sit on the rule; a slope "
+                         "far from 3 means too few steps, too small a learning rate, or a wrong gradient."),
+    "why_line_intercept": _e("00", "the learned intercept b (the rule's is 2)", "number", ci=(1.95, 2.05),
+                             cpu=(1.95, 2.05), otherwise="The intercept should land within a few hundredths of 2; "
+                             "further away, the fit has not converged yet."),
+    "why_line_final_loss": _e("00", "the loss after 100 steps", "positive", ci=(0.0, 0.02), cpu=(0.0, 0.02),
+                              otherwise="The noise in the data leaves a loss of about 0.01 even for the true rule; "
+                              "a higher loss means the line has not reached the rule yet."),
+    "why_pretrained_gain_related": _e("00", "the loss from zero against the loss from the pretrained start, related "
+                                      "task", "ratio", ci=(10.0, INF), cpu=(10.0, INF), otherwise="A start close to "
+                                      "the new rule should end far lower after 10 steps; a smaller advantage means "
+                                      "the pretrained a and b are not close to the new task."),
+    "why_pretrained_gain_unrelated_vs_related": _e("00", "the pretrained start's advantage on the unrelated task, "
+                                                   "relative to its advantage on the related one", "ratio",
+                                                   ci=(0.0, 1.0), cpu=(0.0, 1.0), otherwise="A head start helps "
+                                                   "most when the new task is close to the old one; a larger value "
+                                                   "means the unrelated task is closer to the old rule than it looks."),
+    "why_base_qa_accuracy": _e("00", "the base model's accuracy on the manual questions", "share", ci=(0.0, 0.2),
+                               cpu=(0.0, 0.2), otherwise="The base model has never seen the Larkspur manual; more "
+                               "right answers mean the questions give their answers away, or the scoring is too loose."),
+    "why_base_intent_accuracy": _e("00", "the base model's intent accuracy", "share", ci=(0.0, 0.4),
+                                   cpu=(0.05, 0.4), otherwise="Without training the base model rarely answers with "
+                                   "a label; a much higher score means the labels leaked into the prompt, a score under 5% "
+                                   "that almost no reply names a label (see the share printed above)."),
 }
 
 _01_COLLECT: dict[str, Expectation] = {
+    "collect_snips_utterances": _e("01", "SNIPS training utterances", "count", ci=(13_000, 15_000),
+                                   cpu=(13_000, 15_000), otherwise="SNIPS's training split holds about 14,000 "
+                                   "utterances; another count means another file or a partial download."),
+    "collect_snips_intents": _e("01", "SNIPS intents", "count", ci=(7, 7), cpu=(7, 7), otherwise="SNIPS has "
+                                "seven intents; another number means the intent column was read wrongly."),
+    "collect_snips_class_ratio": _e("01", "SNIPS's largest class against its smallest", "ratio", ci=(1.0, 1.1),
+                                    cpu=(1.0, 1.1), otherwise="SNIPS is balanced, within a few percent; a larger "
+                                    "ratio means some rows are missing."),
+    "collect_ar_lsat_rarest_letter": _e("01", "the share of AR-LSAT puzzles whose answer is the rarest letter",
+                                        "share", ci=(0.17, 0.2), cpu=(0.17, 0.2), otherwise="The correct letters "
+                                        "are spread evenly; a rarer letter means the split is skewed, so "
+                                        "guessing is no longer 20%."),
+    "collect_ar_lsat_commonest_letter": _e("01", "the share of AR-LSAT puzzles whose answer is the commonest "
+                                           "letter", "share", ci=(0.2, 0.23), cpu=(0.2, 0.23), otherwise="A model "
+                                           "that always answers this letter would beat chance by this much; more "
+                                           "than 23% means the split is skewed."),
+    "collect_clutter_in_posts": _e("01", "clutter phrases found in the scraped posts", "count", ci=(0, 0),
+                                   cpu=(0, 0), otherwise="Banners, sidebars, scripts and the like must not "
+                                   "reach the posts: check which tags scrape_posts removes first."),
+    "collect_chat_calls_per_intent": _e("01", "chat calls per intent (two rounds)", "count", ci=(2, 2), cpu=(2, 2),
+                                        otherwise="The loop makes one call per intent and round; another number "
+                                        "means a round was skipped or repeated."),
+    "collect_generated_candidates": _e("01", "candidate lines the model wrote", "count", ci=(1, INF), cpu=(1, INF),
+                                       otherwise="No candidate at all means the replies could not be split into "
+                                       "lines: print calls[0][1] to see what the model wrote."),
+    "collect_empty_dropped": _e("01", "empty texts dropped", "count", ci=(3, 3), cpu=(3, 3), otherwise="The "
+                                "datasheet counts 3 empty texts; another number means the empty step misses or "
+                                "over-matches."),
+    "collect_offensive_dropped": _e("01", "rude rows dropped", "count", ci=(5, 5), cpu=(5, 5), otherwise="The "
+                                    "datasheet counts 5 rude rows; another number means the blocklist or its "
+                                    "whole-word matching changed."),
+    "collect_duplicates_dropped": _e("01", "duplicate copies dropped", "count", ci=(25, 25), cpu=(25, 25),
+                                     otherwise="The datasheet counts 15 exact and 10 near copies; fewer means the "
+                                     "threshold misses copies, more that it merges different requests."),
+    "collect_pii_rows_scrubbed": _e("01", "rows with personal data scrubbed", "count", ci=(10, 12), cpu=(10, 12),
+                                    otherwise="The datasheet counts 12 rows with personal data and the regexes "
+                                    "miss one or two; fewer means a pattern broke, more that it flags innocent text."),
+    "collect_clean_rows": _e("01", "rows left after cleaning", "count", ci=(167, 167), cpu=(167, 167),
+                             otherwise="172 unique texts minus the 5 rude ones leave 167; another number means a "
+                             "step dropped too much or too little."),
+    "collect_rows_unaccounted": _e("01", "raw rows neither kept nor logged as dropped", "count", ci=(0, 0),
+                                   cpu=(0, 0), otherwise="Every raw row should be kept or logged as dropped; a "
+                                   "missing row was lost silently."),
+    "collect_balance_cleaned": _e("01", "largest class against the smallest after cleaning", "ratio", ci=(5.0, 9.0),
+                                  cpu=(5.0, 9.0), otherwise="heating is about seven times as common as energy in "
+                                  "the cleaned requests; another ratio means rows of one class went missing."),
+    "collect_balance_rebalanced": _e("01", "largest class against the smallest after rebalancing", "ratio",
+                                     ci=(1.0, 2.5), cpu=(1.0, 2.5), otherwise="Downsampling to 20 per class should "
+                                     "bring every class within 2.5 times the smallest; more means rebalance kept "
+                                     "too many rows."),
+    "collect_saved_rows_missing": _e("01", "the difference between the rows in the file and the cleaned rows",
+                                     "count", ci=(0, 0), cpu=(0, 0), otherwise="The file should hold every cleaned "
+                                     "request; a difference means the write or the read lost lines."),
 }
 
 _02_FORMAT: dict[str, Expectation] = {
