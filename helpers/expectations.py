@@ -210,6 +210,42 @@ _04_LORA: dict[str, Expectation] = {
 }
 
 _05_METRICS: dict[str, Expectation] = {
+    "local_loss_ratio": _e("05", "the local run's last training loss (moving average) against its first", "ratio",
+                           ci=(0.0, 0.7), cpu=(0.0, 0.5), otherwise="The loss should end at well under half of "
+                           "where it started; if it does not, the run was too short or its learning rate too small."),
+    "azure_epochs_after_best": _e("05", "epochs the Azure sample saved after its best checkpoint", "count",
+                                  ci=(1, INF), cpu=(1, INF), otherwise="In an over-fitting run the best checkpoint "
+                                  "comes before the last epoch; none after it means the run did not over-fit."),
+    "local_saved_checkpoints": _e("05", "checkpoints the local run saved, one per epoch", "count", ci=(2, 2),
+                                  cpu=(3, 3), otherwise="The run saves one checkpoint at each epoch's end and keeps the "
+                                  "last three; another count means another number of epochs or leftovers in its folder."),
+    "sweep_advice_held": _e("05", "rules of thumb (more epochs, higher multiplier) that the sweep confirms", "count",
+                            ci=(1, 2), cpu=(2, 2), otherwise="Both rules should hold on this task; one that fails "
+                            "usually means the runs were too short to tell, or a learning rate so high it overshoots."),
+    "sweep_first_run_loss_ratio": _e("05", "training loss of the 1-epoch run at the smallest multiplier against "
+                                     "the sweep's lowest", "ratio", ci=(1.2, INF), cpu=(3.0, INF),
+                                     otherwise="That run should stop far above the level the others reach (it "
+                                     "under-fits); a small ratio means even the smallest step size was enough."),
+    "best_checkpoint_accuracy": _e("05", "the best checkpoint's accuracy on the test requests", "share",
+                                   ci=(0.0, 0.6), cpu=(0.65, 0.95), otherwise="This small adapter should get most test "
+                                   "requests right but fewer than notebook 04's; far less means it learned little "
+                                   "(check the loss curve), far more that the test split is easier than it should be."),
+    "products_bleu_gain": _e("05", "BLEU of the product adapter minus the base model's", "number", ci=(-5.0, 5.0),
+                             cpu=(0.0, INF), otherwise="Fine-tuning on the house's descriptions should raise BLEU; "
+                             "no gain means the adapter has not picked up the house's phrases yet."),
+    "products_length_closer": _e("05", "how many words closer to the house length the adapter writes than the "
+                                 "base model", "number", ci=(-5.0, 5.0), cpu=(0.0, INF), otherwise="The adapter "
+                                 "should write nearer the house length than the base model; if not, it learned "
+                                 "little of the house style."),
+    "probes_base_right": _e("05", "the share of the probe questions the base model answers right", "share",
+                            ci=(0.8, 1.0), cpu=(0.8, 1.0), otherwise="The probes were chosen because the base model "
+                            "answers them; fewer right means another base model or another precision."),
+    "snips_unfitting_labelled": _e("05", "SNIPS requests that fit no course label but got one anyway", "share",
+                                   ci=(0.0, 0.8), cpu=(0.5, 1.0), otherwise="A model with no 'none of these' answer "
+                                   "should label most such requests; fewer means it often replied with no label."),
+    "media_recall_drop": _e("05", "media recall on the course's test split minus on SNIPS music requests", "points",
+                            ci=(-0.5, 1.0), cpu=(0.0, 1.0), otherwise="Requests from another assistant's users should "
+                            "be harder than the course's own; no drop means the shift did not hurt at this size."),
 }
 
 _06_RAG: dict[str, Expectation] = {
