@@ -249,6 +249,85 @@ _05_METRICS: dict[str, Expectation] = {
 }
 
 _06_RAG: dict[str, Expectation] = {
+    "faiss_numpy_top5_differences": _e("06", "training questions whose top 5 differ between numpy and faiss", "count",
+                                       ci=(0, 0), cpu=(0, 0), otherwise="Both indexes search the same unit vectors "
+                                       "exactly; a difference means the vectors were not normalised or were added "
+                                       "in another order."),
+    "chunking_worst_recall_at_3": _e("06", "recall@3 of the weakest chunking", "share", ci=(0.85, 1.0),
+                                     cpu=(0.85, 1.0), otherwise="Every chunking should put the answer in the top 3 "
+                                     "for most questions; a lower value means the chunks lost their title line or "
+                                     "the embedder changed."),
+    "recall_at_1_120_words_minus_sentences": _e("06", "recall@1 of 120-word chunks minus one-sentence chunks",
+                                                "points", ci=(0.0, 1.0), cpu=(0.0, 1.0), otherwise="A question "
+                                                "often matches the sentence next to its answer, so one-sentence "
+                                                "chunks should not beat 120-word chunks at rank 1."),
+    "manual_rag_accuracy": _e("06", "RAG's accuracy on the manual's test questions", "share", ci=(0.15, 1.0),
+                              cpu=(0.40, 1.0), otherwise="RAG should answer well over a third right; a lower value "
+                              "usually means the retriever or the RAG setting chosen on training questions changed."),
+    "manual_closed_book_best_accuracy": _e("06", "the best accuracy of base, few-shot and fine-tuned (no passages)",
+                                           "share", ci=(0.0, 0.5), cpu=(0.0, 0.15), otherwise="Without passages the "
+                                           "model has to invent the facts; a higher value means test facts leaked "
+                                           "into the prompts or the training pairs."),
+    "manual_rag_lead_over_the_rest": _e("06", "RAG's accuracy minus the best of the other four systems", "points",
+                                        ci=(-0.6, 1.0), cpu=(0.0, 1.0), otherwise="RAG is the only system that "
+                                        "sees the facts, so it should be first or tied; if another system leads, "
+                                        "look at its answers in the error table."),
+    "manual_ft_rag_minus_rag": _e("06", "fine-tuned + RAG's accuracy minus RAG's", "points", ci=(-1.0, 0.6),
+                                  cpu=(-1.0, 0.0), otherwise="The closed-book adapter learned to answer short and "
+                                  "from memory, so it should not read the passages better than the base model."),
+    "manual_test_recall_at_1": _e("06", "how often the one passage RAG hands over holds the answer", "share",
+                                  ci=(0.3, 1.0), cpu=(0.55, 1.0), otherwise="A lower recall means the search, not "
+                                  "the reader, loses most answers: check the chunking and the embedder."),
+    "manual_gold_reader_accuracy": _e("06", "the reader's accuracy when given the gold evidence sentence", "share",
+                                      ci=(0.0, 0.75), cpu=(0.0, 0.95), otherwise="A 135M reader should still miss "
+                                      "some answers with the right sentence in hand; a perfect score means the "
+                                      "reader is not the weak link here."),
+    "unanswerable_rag_declines": _e("06", "unanswerable questions that RAG declines", "share", ci=(0.0, 0.75),
+                                    cpu=(0.0, 0.2), otherwise="An extractive reader can only decline with words "
+                                    "its passage holds, so it should rarely decline; more declines mean the "
+                                    "passages or the reader changed."),
+    "hand_labelled_answers": _e("06", "answers judged by hand", "count", ci=(30, INF), cpu=(30, INF),
+                                otherwise="data/manual/hand_labels.jsonl should hold 36 judged answers whose "
+                                "questions are in the manual's question files."),
+    "scorer_hand_label_agreement": _e("06", "how often the key-string scorer agrees with the hand labels", "share",
+                                      ci=(0.85, 1.0), cpu=(0.85, 1.0), otherwise="A lower agreement means the "
+                                      "scorer's rule or the question keys changed: read the disagreements above."),
+    "base_errors_other_reason": _e("06", "the base model's wrong answers with a reason other than invented, partial "
+                                   "or declined", "count", ci=(0, 0), cpu=(0, 0), otherwise="The base model sees no "
+                                   "passage, so retrieval cannot miss for it: check how error_table was called."),
+    "rag_errors_other_reason": _e("06", "RAG's wrong answers with a reason other than retrieval, reading, partial or "
+                                  "declined", "count", ci=(0, 0), cpu=(0, 0), otherwise="RAG's errors should come "
+                                  "from the search or the reader; another reason means the hit list was not passed "
+                                  "to error_table."),
+    "fact_rag_knows_new_time": _e("06", "probes where RAG gives the new update time after the re-index", "share",
+                                  ci=(0.3, 1.0), cpu=(0.6, 1.0), otherwise="RAG reads the changed manual at once; a "
+                                  "lower value means the re-indexed chunks do not hold the new time."),
+    "fact_ft_knew_old_time": _e("06", "probes where the fact adapter gave the old update time", "share",
+                                ci=(0.0, 0.9), cpu=(0.6, 1.0), otherwise="The adapter was trained many epochs on "
+                                "this one fact; a lower value means it did not learn it (too few epochs or too "
+                                "small a learning rate)."),
+    "fact_ft_knows_new_time_unretrained": _e("06", "probes where the fact adapter gives the new time before "
+                                             "retraining", "share", ci=(0.0, 0.0), cpu=(0.0, 0.0),
+                                             otherwise="Weights do not change when the manual does; any right "
+                                             "answer here means the new time reached the prompt."),
+    "fact_ft_knows_new_time_retrained": _e("06", "probes where the retrained fact adapter gives the new time",
+                                           "share", ci=(0.0, 0.9), cpu=(0.6, 1.0), otherwise="Retraining on the "
+                                           "new answer should replace the old one; a lower value means the run was "
+                                           "too short."),
+    "intents_ft_accuracy": _e("06", "the fine-tuned intent classifier's accuracy", "share", ci=(0.15, 1.0),
+                              cpu=(0.6, 1.0), otherwise="LoRA on 16 requests per label should learn the six labels; "
+                              "a lower value means the run was too short or the replies are not parsed."),
+    "intents_ft_minus_best_prompt": _e("06", "the fine-tuned classifier's accuracy minus the best prompt's",
+                                       "points", ci=(-0.9, 1.0), cpu=(0.0, 1.0), otherwise="On a format task "
+                                       "training should match or beat every prompt; if a prompt wins, compare "
+                                       "the unparseable column."),
+    "intents_ft_vs_knn_api_cost": _e("06", "the fine-tuned classifier's API cost against the nearest-neighbour "
+                                     "prompt's", "ratio", ci=(0.0, 1.0), cpu=(0.0, 1.0), otherwise="The fine-tuned "
+                                     "model's prompt holds no worked examples, so each call should cost less."),
+    "intents_unparseable_base_minus_ft": _e("06", "the base model's unparseable replies minus the fine-tuned "
+                                            "model's", "points", ci=(0.0, 1.0), cpu=(0.01, 1.0), otherwise="The "
+                                            "base model often replies with a sentence that names no label; the "
+                                            "adapter should have learned to reply with one word."),
 }
 
 _07_SHIP: dict[str, Expectation] = {
