@@ -102,6 +102,12 @@ _02_FORMAT: dict[str, Expectation] = {
     "planted_defects_mismatch": _e("02", "planted defects missed plus findings not planted", "count", ci=(0, 0),
                                    cpu=(0, 0), otherwise="The validator should report exactly the defects that "
                                    "data/broken/README.md lists: the two sets printed above show which differ."),
+    "prepared_format_errors": _e("02", "errors left in the prepared files, other than too few examples", "count",
+                                 ci=(0, 0), cpu=(0, 0), otherwise="Every example that still has an error should "
+                                 "be dropped; an error left means a fix wrote a defect of its own."),
+    "prepare_second_pass_changes": _e("02", "changes made by preparing the prepared files again", "count",
+                                      ci=(0, 0), cpu=(0, 0), otherwise="A prepared file needs no more repair; a "
+                                      "change on the second pass means one fix undoes or redoes another."),
     "clean_file_findings": _e("02", "findings in the course's intent training file", "count", ci=(0, 0),
                               cpu=(0, 0), otherwise="The shipped intent data is clean; a finding means the file "
                               "was changed or written from other data."),
