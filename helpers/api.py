@@ -16,6 +16,10 @@
   ``OPENAI_API_VERSION``.
 
 Keys are read from the environment and never printed.
+
+On Azure a fine-tuned model answers only once it is deployed: :func:`deploy_on_azure` creates the deployment
+through Azure's control plane when ``AZURE_SUBSCRIPTION_ID``, ``AZURE_RESOURCE_GROUP``,
+``AZURE_OPENAI_RESOURCE`` and ``AZURE_MANAGEMENT_TOKEN`` are set, and skips in one line when they are not.
 """
 from __future__ import annotations
 
@@ -258,3 +262,106 @@ def create_job_with_cost_guard(client, training_file_path, model: str, hyperpara
             kwargs["validation_file"] = client.files.create(file=handle, purpose="fine-tune").id
     return client.fine_tuning.jobs.create(training_file=training.id, model=model,
                                           hyperparameters=hyperparameters, **kwargs)
+
+
+# --- Azure: deploying a fine-tuned model --------------------------------------------------------------
+# A fine-tuned model on Azure answers only once it is deployed. Deployments belong to Azure's control plane
+# (Azure Resource Manager), not to the openai package: one PUT with an Entra ID access token, for example from
+# `az account get-access-token --query accessToken -o tsv`.
+AZURE_DEPLOY_SETTINGS = ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZURE_OPENAI_RESOURCE",
+                         "AZURE_MANAGEMENT_TOKEN")
+AZURE_MANAGEMENT_URL = "https://management.azure.com"
+AZURE_MANAGEMENT_API_VERSION = "2024-10-01"   # Microsoft.CognitiveServices, the control plane's own version
+
+
+class AzureDeploymentError(RuntimeError):
+    """Azure refused or failed a deployment; the message holds its status and error."""
+
+
+def azure_deployment_request(fine_tuned_model: str, deployment_name: str, *, subscription: str | None = None,
+                             resource_group: str | None = None, resource: str | None = None,
+                             sku: str = "standard", capacity: int = 1, environ=None) -> dict:
+    """The PUT that creates (or updates) a deployment of ``fine_tuned_model``: method, url, params and json.
+    Names not given come from the settings, else a placeholder such as ``<subscription-id>``. The access
+    token is not part of it: :func:`deploy_on_azure` adds it as a header."""
+    env = os.environ if environ is None else environ
+    subscription = subscription or env.get("AZURE_SUBSCRIPTION_ID") or "<subscription-id>"
+    resource_group = resource_group or env.get("AZURE_RESOURCE_GROUP") or "<resource-group>"
+    resource = resource or env.get("AZURE_OPENAI_RESOURCE") or "<resource-name>"
+    url = (f"{AZURE_MANAGEMENT_URL}/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+           f"Microsoft.CognitiveServices/accounts/{resource}/deployments/{deployment_name}")
+    body = {"sku": {"name": sku, "capacity": capacity},
+            "properties": {"model": {"format": "OpenAI", "name": fine_tuned_model, "version": "1"}}}
+    return {"method": "PUT", "url": url, "params": {"api-version": AZURE_MANAGEMENT_API_VERSION}, "json": body}
+
+
+def azure_deploy_settings(environ=None) -> tuple[dict, list[str]]:
+    """``(settings found, names missing)`` among :data:`AZURE_DEPLOY_SETTINGS`."""
+    env = os.environ if environ is None else environ
+    found = {name: env[name] for name in AZURE_DEPLOY_SETTINGS if env.get(name)}
+    return found, [name for name in AZURE_DEPLOY_SETTINGS if name not in found]
+
+
+def deploy_on_azure(fine_tuned_model: str, deployment_name: str, *, sku: str = "standard", capacity: int = 1,
+                    wait: bool = True, timeout: float = 900.0, poll: float = 10.0, environ=None, transport=None):
+    """Deploy a fine-tuned model on Azure when the settings in :data:`AZURE_DEPLOY_SETTINGS` exist, and wait
+    until Azure reports ``provisioningState`` Succeeded. Returns the deployment (a dict from Azure's JSON).
+
+    Without the settings it prints one line saying what is missing and returns None, so that a notebook
+    moves on. ``transport`` is an ``httpx`` transport (tests pass a mock). The token is never printed."""
+    import httpx
+
+    settings, missing = azure_deploy_settings(environ)
+    if missing:
+        print(f"Skipped the Azure deployment: {', '.join(missing)} not set (nothing was sent).")
+        return None
+    request = azure_deployment_request(fine_tuned_model, deployment_name, subscription=settings["AZURE_SUBSCRIPTION_ID"],
+                                       resource_group=settings["AZURE_RESOURCE_GROUP"],
+                                       resource=settings["AZURE_OPENAI_RESOURCE"], sku=sku, capacity=capacity)
+    headers = {"Authorization": f"Bearer {settings['AZURE_MANAGEMENT_TOKEN']}"}
+    with httpx.Client(transport=transport, timeout=60.0, headers=headers) as http:
+        deployment = _azure_call(http, "PUT", request["url"], request["params"], request["json"])
+        deadline = time.monotonic() + timeout
+        while wait and _provisioning(deployment) not in ("Succeeded", "Failed", "Canceled"):
+            if time.monotonic() > deadline:
+                raise AzureDeploymentError(f"The deployment {deployment_name!r} was still "
+                                           f"{_provisioning(deployment)} after {timeout:.0f} s.")
+            time.sleep(poll)
+            deployment = _azure_call(http, "GET", request["url"], request["params"])
+    if _provisioning(deployment) in ("Failed", "Canceled"):
+        raise AzureDeploymentError(f"Azure could not deploy {fine_tuned_model!r} as {deployment_name!r}: "
+                                   f"provisioningState {_provisioning(deployment)}.")
+    return deployment
+
+
+def delete_azure_deployment(deployment_name: str, *, environ=None, transport=None) -> bool:
+    """Delete a deployment (it is billed by the hour while it exists). False, with one line, without settings."""
+    import httpx
+
+    settings, missing = azure_deploy_settings(environ)
+    if missing:
+        print(f"Skipped deleting the Azure deployment: {', '.join(missing)} not set.")
+        return False
+    request = azure_deployment_request("", deployment_name, subscription=settings["AZURE_SUBSCRIPTION_ID"],
+                                       resource_group=settings["AZURE_RESOURCE_GROUP"],
+                                       resource=settings["AZURE_OPENAI_RESOURCE"])
+    headers = {"Authorization": f"Bearer {settings['AZURE_MANAGEMENT_TOKEN']}"}
+    with httpx.Client(transport=transport, timeout=60.0, headers=headers) as http:
+        _azure_call(http, "DELETE", request["url"], request["params"])
+    return True
+
+
+def _provisioning(deployment) -> str:
+    return str((deployment or {}).get("properties", {}).get("provisioningState", "Succeeded"))
+
+
+def _azure_call(http, method: str, url: str, params: dict, body: dict | None = None):
+    response = http.request(method, url, params=params, json=body)
+    if response.status_code >= 400:
+        try:
+            error = response.json().get("error", {})
+            detail = f"{error.get('code', '')}: {error.get('message', '')}".strip(": ")
+        except ValueError:
+            detail = response.text[:300]
+        raise AzureDeploymentError(f"Azure answered {response.status_code} to {method} {url}: {detail}")
+    return response.json() if response.content else {}
