@@ -149,7 +149,7 @@ _07_SHIP: dict[str, Expectation] = {
                                  ci=(0.0, 1.0), cpu=(0.0, 1.0), otherwise="The first piece cannot come after the "
                                  "whole reply; if it does, the timing is wrong."),
     "ship_exact_training_share": _e("07", "training questions answered word for word as in training", "share",
-                                    ci=(0.2, 1.0), cpu=(0.2, 1.0), otherwise="A short, steep run on a small file "
+                                    ci=(0.15, 1.0), cpu=(0.2, 1.0), otherwise="A short, steep run on a small file "
                                     "should make the model repeat many training answers; fewer means it trained "
                                     "too little to memorise, and the leak below will be small too."),
     "ship_exact_held_out_share": _e("07", "held-out questions answered word for word with their reference",
