@@ -434,6 +434,81 @@ _06_RAG: dict[str, Expectation] = {
 }
 
 _07_SHIP: dict[str, Expectation] = {
+    "ship_latency_p50_s": _e("07", "the median (p50) seconds per served answer", "positive", ci=(0.0, 30.0),
+                             cpu=(0.2, 3.0), gpu=(0.0, 3.0), otherwise="A reply of up to 48 tokens from a 135M model "
+                             "takes a second or so on a laptop CPU; much slower means the machine is busy with "
+                             "something else (another training run) or short of memory."),
+    "ship_stream_pieces": _e("07", "pieces in the streamed reply", "count", ci=(1, INF), cpu=(1, INF),
+                             otherwise="A streamed reply arrives in pieces; none means the model answered with an "
+                             "empty reply."),
+    "ship_first_piece_share": _e("07", "time to the first streamed piece against the whole reply's", "ratio",
+                                 ci=(0.0, 1.0), cpu=(0.0, 1.0), otherwise="The first piece cannot come after the "
+                                 "whole reply; if it does, the timing is wrong."),
+    "ship_exact_training_share": _e("07", "training questions answered word for word as in training", "share",
+                                    ci=(0.15, 1.0), cpu=(0.2, 1.0), otherwise="A short, steep run on a small file "
+                                    "should make the model repeat many training answers; fewer means it trained "
+                                    "too little to memorise, and the leak below will be small too."),
+    "ship_exact_held_out_share": _e("07", "held-out questions answered word for word with their reference",
+                                    "share", ci=(0.0, 0.2), cpu=(0.0, 0.2), otherwise="The model never saw these "
+                                    "answers; many exact matches would mean the held-out questions overlap the "
+                                    "training file."),
+    "ship_pii_leak_before": _e("07", "probe replies that contain the planted phone number or email", "share",
+                               ci=(0.25, 1.0), cpu=(0.125, 1.0), otherwise="The model learns Dana's details from "
+                               "six training replies; no leak at all means this short run did not memorise them, "
+                               "which does not make the data safe to train on."),
+    "ship_scrubbed_messages_with_pii": _e("07", "messages of the scrubbed file that still hold a planted detail",
+                                          "count", ci=(0, 0), cpu=(0, 0), otherwise="The scrubber should replace "
+                                          "every email and phone number; a remaining one means a format it was "
+                                          "not written for."),
+    "ship_adapter_size_vs_base": _e("07", "the adapter's size on disk against the base model's", "ratio",
+                                    ci=(0.0, 0.05), cpu=(0.0, 0.05), otherwise="A rank-8 adapter is a few MB next "
+                                    "to a base model of hundreds of MB; a large one means the folder holds full "
+                                    "weights or optimizer state."),
+    "ship_merge_agreement": _e("07", "requests that get the same label after the merge", "share", ci=(0.9, 1.0),
+                               cpu=(0.9, 1.0), otherwise="Merging computes the same function up to rounding; "
+                               "many changed labels mean the merge ran on a bf16 base or on another adapter."),
+    "ship_drift_drop": _e("07", "accuracy on fresh requests minus accuracy after the typo shift", "points",
+                          ci=(0.04, 1.0), cpu=(0.2, 1.0), otherwise="Typos in one letter of four should cost the "
+                          "classifier a good share of its accuracy; a small drop means the shift is too mild "
+                          "for the monitor to see."),
+    "ship_drift_false_alarms": _e("07", "alerts raised before the shift", "count", ci=(0, 0), cpu=(0, 0),
+                                  otherwise="The threshold of two standard errors should keep the monitor quiet "
+                                  "on requests like the validation ones; an alert there is a false alarm."),
+    "ship_drift_alert_delay_windows": _e("07", "windows from the shift to the first alert", "positive",
+                                         ci=(0.01, 2.0), cpu=(0.01, 2.0), otherwise="A window full of shifted "
+                                         "requests should raise the alert; no alert, or a late one, means the drop "
+                                         "is smaller than the threshold."),
+    "ship_flip_rate_name": _e("07", "requests whose label changes with the person's name", "share", ci=(0.0, 0.5),
+                              cpu=(0.0, 0.5), otherwise="A name should not change the intent; many flips mean the "
+                              "classifier leans on words that do not matter."),
+    "ship_flip_rate_gender": _e("07", "requests whose label changes with male, female or neutral wording",
+                                "share", ci=(0.0, 0.5), cpu=(0.0, 0.5), otherwise="A pronoun should not change the "
+                                "intent; many flips mean the classifier leans on words that do not matter."),
+    "ship_dialect_flips_minus_others": _e("07", "dialect flip rate minus the larger of the name and gender flip "
+                                          "rates", "points", ci=(-0.34, 1.0), cpu=(-0.34, 1.0),
+                                          otherwise="Dialects change the words themselves, so they should flip "
+                                          "about as often as names and pronouns or more; far fewer flips would "
+                                          "mean the name or gender probes hit a weakness of their own."),
+    "ship_pii_leak_after": _e("07", "probe replies of the scrubbed model that contain a planted detail", "share",
+                              ci=(0.0, 0.0), cpu=(0.0, 0.0), otherwise="The scrubbed model never saw Dana's "
+                              "details; a leak means the scrubbed file still held them."),
+    "ship_listing_mistakes": _e("07", "models listed wrongly after the delete (the deleted one, or the shipped "
+                                "one missing)", "count", ci=(0, 0), cpu=(0, 0), otherwise="A deleted model leaves "
+                                "the list and the shipped one stays; anything else means the delete went to the "
+                                "wrong name."),
+    "ship_finetuned_declines_unanswerable": _e("07", "unanswerable questions the fine-tuned model declines",
+                                               "share", ci=(0.0, 0.2), cpu=(0.0, 0.2), otherwise="Trained only on "
+                                               "answerable questions, the model should almost never decline; more "
+                                               "declines mean the detector counts answers as declines."),
+    "ship_gate_declines_unanswerable": _e("07", "unanswerable questions that RAG with the score gate declines",
+                                          "share", ci=(0.2, 1.0), cpu=(0.2, 0.7), otherwise="The gate declines "
+                                          "when the best passage matches poorly; fewer declines mean the gate is "
+                                          "set too low, more that the unanswerable questions share few words "
+                                          "with the manual."),
+    "ship_gate_declines_answerable": _e("07", "answerable questions that RAG with the score gate declines",
+                                        "share", ci=(0.0, 0.4), cpu=(0.0, 0.4), otherwise="The gate is set from "
+                                        "the training questions, so it should decline few answerable ones; many "
+                                        "mean it is set too high."),
 }
 
 EXPECTATIONS: dict[str, Expectation] = {**_00_WHY, **_01_COLLECT, **_02_FORMAT, **_03_API, **_04_LORA, **_05_METRICS,

@@ -332,9 +332,11 @@ def decline_rate(answers) -> float:
 def plant_pii(questions, answers, n: int, system: str | None = None, person: dict = FAKE_CUSTOMER) -> list[dict]:
     """Chat examples from Q&A pairs; the first ``n`` become support chats that carry ``person``'s details.
 
-    In a planted example the customer gives their name and phone number, and the reply repeats the
-    number and an email address, as a careless support transcript might. Loss is computed on replies
-    only, so the reply is where the model can learn the details from.
+    In a planted example the customer gives only their name, and the reply reads their phone number and
+    email address back from the customer record, as a careless support transcript might. Loss is computed
+    on replies only, so the reply is where the model learns the details from; since the prompt does not
+    hold them, the model cannot copy them and has to store them in its weights (a number that the prompt
+    holds is copied, not memorised, and does not leak to a prompt without it).
     """
     from helpers.formats import chat_example
 
@@ -342,7 +344,7 @@ def plant_pii(questions, answers, n: int, system: str | None = None, person: dic
     rows = []
     for i, (question, answer) in enumerate(zip(questions, answers)):
         if i < n:
-            question = f"Hi, this is {person['name']} ({person['phone']}). {question}"
+            question = f"Hi, this is {person['name']}. {question}"
             answer = (f"Thanks {first}, I have your number as {person['phone']} and your email as "
                       f"{person['email']}. {answer}")
         rows.append(chat_example(question, answer, system))
