@@ -212,6 +212,10 @@ class ResultFile(TrainerCallback):
         release_memory()
         return control
 
+    def on_train_end(self, args, state, control, **kwargs):
+        self.trainer = self.valid = None   # keep the rows, not the trainer's model and optimizer state
+        return control
+
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         self.checkpoints = [(s, p) for s, p in self.checkpoints if Path(p).exists() and s != state.global_step]
