@@ -71,7 +71,7 @@ def install_offline_encodings(target: Path | None = None) -> Path:
         if actual != expected:
             raise EncodingUnavailable(f"The rebuilt {name} has SHA-256 {actual}, not tiktoken's {expected}. "
                                       "Fix: reinstall the locked quicktok-v1 version.")
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")   # two processes may install at once
         tmp.write_bytes(data)
         tmp.replace(path)
     return folder
