@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
+from copy import deepcopy
 from pathlib import Path
 
 import nbformat
@@ -93,7 +94,7 @@ def student_version(nb):
     if problems:
         raise ValueError("a later cell depends on a solution; define what it needs outside the solution "
                          "cell (for example from helpers.exercises):\n  " + "\n  ".join(problems))
-    copy = nbformat.from_dict(nbformat.from_dict(nb))
+    copy = deepcopy(nb)
     copy.cells = [cell for cell in copy.cells if "solution" not in _tags(cell)]
     for cell in copy.cells:
         if cell.cell_type == "code":
