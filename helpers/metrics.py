@@ -241,8 +241,9 @@ def advice_table(sweep: pd.DataFrame) -> pd.DataFrame:
     """Check two rules of thumb for OpenAI's hyperparameters against a sweep (one :func:`summarise` row per
     run, plus ``n_epochs`` and ``lr_multiplier`` columns):
 
-    * "the model does not follow the training data: add epochs" -> more epochs raise the final training
-      token accuracy, at each multiplier;
+    * "the model does not follow the training data: add epochs" -> more epochs end at a lower training
+      loss, at each multiplier. The loss is the measure: the token accuracy of the last batches counts only
+      a few label tokens, so it moves in coarse steps (it is shown beside the loss, not judged);
     * "the loss does not converge: raise the learning-rate multiplier" -> with the fewest epochs, some
       larger multiplier ends at a lower training loss than the smallest (raising helps up to a point: the
       largest may overshoot, and the measured column shows every multiplier's loss).
@@ -251,14 +252,16 @@ def advice_table(sweep: pd.DataFrame) -> pd.DataFrame:
     low = sweep["lr_multiplier"].min()
     at = sweep.set_index(["n_epochs", "lr_multiplier"])
     multipliers = sorted(sweep["lr_multiplier"].unique())
-    gains = {m: at.loc[(many, m), "train_accuracy"] - at.loc[(few, m), "train_accuracy"] for m in multipliers}
+    drops = {m: at.loc[(many, m), "train_loss"] - at.loc[(few, m), "train_loss"] for m in multipliers}
+    accuracy = {m: (at.loc[(few, m), "train_accuracy"], at.loc[(many, m), "train_accuracy"]) for m in multipliers}
     losses = {m: at.loc[(few, m), "train_loss"] for m in multipliers}
     before, after = losses[low], min(v for m, v in losses.items() if m != low)
     return pd.DataFrame([
         {"advice": "doesn't follow the data: more epochs",
-         "measured": f"training token accuracy {few} -> {many} epochs: "
-                     + ", ".join(f"x{m:g}: {g:+.2f}" for m, g in gains.items()),
-         "holds": all(g > 0 for g in gains.values())},
+         "measured": f"training loss {few} -> {many} epochs: "
+                     + ", ".join(f"x{m:g}: {d:+.2f}" for m, d in drops.items())
+                     + " (token accuracy " + ", ".join(f"{a:.2f}->{b:.2f}" for a, b in accuracy.values()) + ")",
+         "holds": all(d < 0 for d in drops.values())},
         {"advice": "doesn't converge: higher LR multiplier",
          "measured": f"training loss after {few} epoch(s): " + ", ".join(f"x{m:g} {v:.2f}" for m, v in losses.items()),
          "holds": bool(after < before)},

@@ -172,7 +172,9 @@ def test_summarise_and_advice_table():
     assert {"train_loss", "train_accuracy", "min_valid_loss", "full_valid_loss", "best_step"} <= set(sweep.columns)
     advice = metrics.advice_table(sweep)
     assert advice["holds"].tolist() == [True, True]
-    sweep.loc[2, "train_accuracy"] = 0.1                                   # more epochs made it worse at x0.02
+    sweep.loc[2, "train_accuracy"] = 0.1                                   # the coarse accuracy is shown, not judged
+    assert metrics.advice_table(sweep)["holds"].tolist() == [True, True]
+    sweep.loc[2, "train_loss"] = sweep.loc[0, "train_loss"] + 0.5           # more epochs made it worse at x0.02
     assert metrics.advice_table(sweep)["holds"].tolist() == [False, True]
     sweep.loc[1, "train_loss"] = sweep.loc[0, "train_loss"] + 1                # the larger multiplier did worse
     assert metrics.advice_table(sweep)["holds"].tolist() == [False, False]
