@@ -137,6 +137,42 @@ def room_for(gib: float) -> tuple[bool, str]:
                   f"session may use{'' if fits else ' (Binder gives 2 GiB)'}")
 
 
+class MemoryPeak:
+    """How much memory a block of code added at its peak, sampled every ``every`` seconds::
+
+        with MemoryPeak() as memory:
+            ...                      # load and train a model
+        memory.added_gib             # the highest :func:`memory_in_use_gib` during the block, minus before
+
+    A thread reads the resident memory of this process and its children while the block runs, so a short
+    spike between two samples can be missed; 20 ms is far shorter than one training step."""
+
+    def __init__(self, every: float = 0.02):
+        import threading
+
+        self.every, self.before, self.peak, self.added_gib = every, 0.0, 0.0, 0.0
+        self._stop, self._thread = threading.Event(), None
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, memory_in_use_gib())
+
+    def __enter__(self) -> "MemoryPeak":
+        import threading
+
+        release_memory()
+        self.before = self.peak = memory_in_use_gib()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, memory_in_use_gib())
+        self.added_gib = self.peak - self.before
+
+
 def get_mode() -> str:
     """Return ``ci``, ``cpu`` or ``gpu`` (see the module docstring for the rules)."""
     chosen = os.environ.get("COURSE_MODE", "").strip().lower()

@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from helpers import environment
@@ -89,3 +91,17 @@ def test_room_for_compares_the_need_with_what_is_left(monkeypatch):
     assert not fits and "needs about 2.0 GiB more; 0.5 GiB is in use of the 1.5 GiB" in why and "Binder" in why
     fits, why = environment.room_for(0.9)
     assert fits and "Binder" not in why
+
+
+def test_memory_peak_sees_a_block_that_holds_memory_then_frees_it():
+    import numpy as np
+
+    with environment.MemoryPeak(every=0.005) as memory:
+        block = np.ones(2**27 // 8)     # 128 MiB, touched
+        time.sleep(0.1)
+        del block
+    assert 0.1 < memory.added_gib < 0.5
+    assert memory.peak >= memory.before + memory.added_gib - 1e-9
+    with environment.MemoryPeak() as idle:
+        time.sleep(0.05)
+    assert idle.added_gib < 0.05
