@@ -23,7 +23,7 @@ Each module has one concern:
 - ``plots``: plots that redraw in place (``LivePlot``, a widget with a PNG fallback) and figure export.
 - ``metrics``: result files of every service in one schema, fit diagnosis, classification and generation
   scores.
-- ``compare``, ``ship``: notebook 06's side-by-side systems; notebook 07's serving, drift and risk probes.
+- ``compare``, ``ship``: notebook 07's side-by-side systems; notebook 08's serving, drift and risk probes.
 - ``colab``: installs what Colab lacks, keeping its torch.
 - ``exercises``: check functions for the notebook exercises.
 """

@@ -1,6 +1,6 @@
 """RAG or fine-tune? Five systems on the same held-out questions, scored, timed and costed.
 
-Notebook 06 compares, on the manual's test questions and on the intent task:
+Notebook 07 compares, on the manual's test questions and on the intent task:
 
 1. the base model; 2. few-shot prompting; 3. RAG; 4. LoRA fine-tuned; 5. fine-tuned + RAG.
 

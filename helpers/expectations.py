@@ -312,204 +312,204 @@ _04_LORA: dict[str, Expectation] = {
                         "thing, up to rounding."),
 }
 
-_05_METRICS: dict[str, Expectation] = {
-    "local_loss_ratio": _e("05", "the local run's last training loss (moving average) against its first", "ratio",
+_06_METRICS: dict[str, Expectation] = {
+    "local_loss_ratio": _e("06", "the local run's last training loss (moving average) against its first", "ratio",
                            ci=(0.0, 0.7), cpu=(0.0, 0.5), otherwise="The loss should end at well under half of "
                            "where it started; if it does not, the run was too short or its learning rate too small."),
-    "azure_epochs_after_best": _e("05", "epochs the Azure sample saved after its best checkpoint", "count",
+    "azure_epochs_after_best": _e("06", "epochs the Azure sample saved after its best checkpoint", "count",
                                   ci=(1, INF), cpu=(1, INF), otherwise="In an over-fitting run the best checkpoint "
                                   "comes before the last epoch; none after it means the run did not over-fit."),
-    "local_saved_checkpoints": _e("05", "checkpoints the local run saved, one per epoch", "count", ci=(2, 2),
+    "local_saved_checkpoints": _e("06", "checkpoints the local run saved, one per epoch", "count", ci=(2, 2),
                                   cpu=(3, 3), otherwise="The run saves one checkpoint at each epoch's end and keeps the "
                                   "last three; another count means another number of epochs or leftovers in its folder."),
-    "sweep_advice_held": _e("05", "rules of thumb (more epochs, higher multiplier) that the sweep confirms", "count",
+    "sweep_advice_held": _e("06", "rules of thumb (more epochs, higher multiplier) that the sweep confirms", "count",
                             ci=(1, 2), cpu=(2, 2), otherwise="Both rules should hold on this task; one that fails "
                             "usually means the runs were too short to tell, or a learning rate so high it overshoots."),
-    "sweep_first_run_loss_ratio": _e("05", "training loss of the 1-epoch run at the smallest multiplier against "
+    "sweep_first_run_loss_ratio": _e("06", "training loss of the 1-epoch run at the smallest multiplier against "
                                      "the sweep's lowest", "ratio", ci=(1.2, INF), cpu=(3.0, INF),
                                      otherwise="That run should stop far above the level the others reach (it "
                                      "under-fits); a small ratio means even the smallest step size was enough."),
-    "best_checkpoint_accuracy": _e("05", "the best checkpoint's accuracy on the test requests", "share",
+    "best_checkpoint_accuracy": _e("06", "the best checkpoint's accuracy on the test requests", "share",
                                    ci=(0.0, 0.6), cpu=(0.65, 0.95), otherwise="This small adapter should get most test "
                                    "requests right but fewer than notebook 04's; far less means it learned little "
                                    "(check the loss curve), far more that the test split is easier than it should be."),
-    "products_bleu_gain": _e("05", "BLEU of the product adapter minus the base model's", "number", ci=(-5.0, 5.0),
+    "products_bleu_gain": _e("06", "BLEU of the product adapter minus the base model's", "number", ci=(-5.0, 5.0),
                              cpu=(0.0, INF), otherwise="Fine-tuning on the house's descriptions should raise BLEU; "
                              "no gain means the adapter has not picked up the house's phrases yet."),
-    "products_length_closer": _e("05", "how many words closer to the house length the adapter writes than the "
+    "products_length_closer": _e("06", "how many words closer to the house length the adapter writes than the "
                                  "base model", "number", ci=(-5.0, 5.0), cpu=(0.0, INF), otherwise="The adapter "
                                  "should write nearer the house length than the base model; if not, it learned "
                                  "little of the house style."),
-    "probes_base_right": _e("05", "the share of the probe questions the base model answers right", "share",
+    "probes_base_right": _e("06", "the share of the probe questions the base model answers right", "share",
                             ci=(0.8, 1.0), cpu=(0.8, 1.0), otherwise="The probes were chosen because the base model "
                             "answers them; fewer right means another base model or another precision."),
-    "snips_unfitting_labelled": _e("05", "SNIPS requests that fit no course label but got one anyway", "share",
+    "snips_unfitting_labelled": _e("06", "SNIPS requests that fit no course label but got one anyway", "share",
                                    ci=(0.0, 0.8), cpu=(0.5, 1.0), otherwise="A model with no 'none of these' answer "
                                    "should label most such requests; fewer means it often replied with no label."),
-    "media_recall_drop": _e("05", "media recall on the course's test split minus on SNIPS music requests", "points",
+    "media_recall_drop": _e("06", "media recall on the course's test split minus on SNIPS music requests", "points",
                             ci=(-0.5, 1.0), cpu=(0.0, 1.0), otherwise="Requests from another assistant's users should "
                             "be harder than the course's own; no drop means the shift did not hurt at this size."),
 }
 
-_06_RAG: dict[str, Expectation] = {
-    "faiss_numpy_top5_differences": _e("06", "training questions whose top 5 differ between numpy and faiss", "count",
+_07_RAG: dict[str, Expectation] = {
+    "faiss_numpy_top5_differences": _e("07", "training questions whose top 5 differ between numpy and faiss", "count",
                                        ci=(0, 0), cpu=(0, 0), otherwise="Both indexes search the same unit vectors "
                                        "exactly; a difference means the vectors were not normalised or were added "
                                        "in another order."),
-    "chunking_worst_recall_at_3": _e("06", "recall@3 of the weakest chunking", "share", ci=(0.85, 1.0),
+    "chunking_worst_recall_at_3": _e("07", "recall@3 of the weakest chunking", "share", ci=(0.85, 1.0),
                                      cpu=(0.85, 1.0), otherwise="Every chunking should put the answer in the top 3 "
                                      "for most questions; a lower value means the chunks lost their title line or "
                                      "the embedder changed."),
-    "recall_at_1_120_words_minus_sentences": _e("06", "recall@1 of 120-word chunks minus one-sentence chunks",
+    "recall_at_1_120_words_minus_sentences": _e("07", "recall@1 of 120-word chunks minus one-sentence chunks",
                                                 "points", ci=(0.0, 1.0), cpu=(0.0, 1.0), otherwise="A question "
                                                 "often matches the sentence next to its answer, so one-sentence "
                                                 "chunks should not beat 120-word chunks at rank 1."),
-    "manual_rag_accuracy": _e("06", "RAG's accuracy on the manual's test questions", "share", ci=(0.15, 1.0),
+    "manual_rag_accuracy": _e("07", "RAG's accuracy on the manual's test questions", "share", ci=(0.15, 1.0),
                               cpu=(0.40, 1.0), otherwise="RAG should answer well over a third right; a lower value "
                               "usually means the retriever or the RAG setting chosen on training questions changed."),
-    "manual_closed_book_best_accuracy": _e("06", "the best accuracy of base, few-shot and fine-tuned (no passages)",
+    "manual_closed_book_best_accuracy": _e("07", "the best accuracy of base, few-shot and fine-tuned (no passages)",
                                            "share", ci=(0.0, 0.5), cpu=(0.0, 0.15), otherwise="Without passages the "
                                            "model has to invent the facts; a higher value means test facts leaked "
                                            "into the prompts or the training pairs."),
-    "manual_rag_lead_over_the_rest": _e("06", "RAG's accuracy minus the best of the other four systems", "points",
+    "manual_rag_lead_over_the_rest": _e("07", "RAG's accuracy minus the best of the other four systems", "points",
                                         ci=(-0.6, 1.0), cpu=(0.0, 1.0), otherwise="RAG is the only system that "
                                         "sees the facts, so it should be first or tied; if another system leads, "
                                         "look at its answers in the error table."),
-    "manual_ft_rag_minus_rag": _e("06", "fine-tuned + RAG's accuracy minus RAG's", "points", ci=(-1.0, 0.6),
+    "manual_ft_rag_minus_rag": _e("07", "fine-tuned + RAG's accuracy minus RAG's", "points", ci=(-1.0, 0.6),
                                   cpu=(-1.0, 0.0), otherwise="The closed-book adapter learned to answer short and "
                                   "from memory, so it should not read the passages better than the base model."),
-    "manual_test_recall_at_1": _e("06", "how often the one passage RAG hands over holds the answer", "share",
+    "manual_test_recall_at_1": _e("07", "how often the one passage RAG hands over holds the answer", "share",
                                   ci=(0.3, 1.0), cpu=(0.55, 1.0), otherwise="A lower recall means the search, not "
                                   "the reader, loses most answers: check the chunking and the embedder."),
-    "manual_gold_reader_accuracy": _e("06", "the reader's accuracy when given the gold evidence sentence", "share",
+    "manual_gold_reader_accuracy": _e("07", "the reader's accuracy when given the gold evidence sentence", "share",
                                       ci=(0.0, 0.75), cpu=(0.0, 0.95), otherwise="A 135M reader should still miss "
                                       "some answers with the right sentence in hand; a perfect score means the "
                                       "reader is not the weak link here."),
-    "unanswerable_rag_declines": _e("06", "unanswerable questions that RAG declines", "share", ci=(0.0, 0.75),
+    "unanswerable_rag_declines": _e("07", "unanswerable questions that RAG declines", "share", ci=(0.0, 0.75),
                                     cpu=(0.0, 0.2), otherwise="An extractive reader can only decline with words "
                                     "its passage holds, so it should rarely decline; more declines mean the "
                                     "passages or the reader changed."),
-    "hand_labelled_answers": _e("06", "answers judged by hand", "count", ci=(30, INF), cpu=(30, INF),
+    "hand_labelled_answers": _e("07", "answers judged by hand", "count", ci=(30, INF), cpu=(30, INF),
                                 otherwise="data/manual/hand_labels.jsonl should hold 36 judged answers whose "
                                 "questions are in the manual's question files."),
-    "scorer_hand_label_agreement": _e("06", "how often the key-string scorer agrees with the hand labels", "share",
+    "scorer_hand_label_agreement": _e("07", "how often the key-string scorer agrees with the hand labels", "share",
                                       ci=(0.85, 1.0), cpu=(0.85, 1.0), otherwise="A lower agreement means the "
                                       "scorer's rule or the question keys changed: read the disagreements above."),
-    "base_errors_other_reason": _e("06", "the base model's wrong answers with a reason other than invented, partial "
+    "base_errors_other_reason": _e("07", "the base model's wrong answers with a reason other than invented, partial "
                                    "or declined", "count", ci=(0, 0), cpu=(0, 0), otherwise="The base model sees no "
                                    "passage, so retrieval cannot miss for it: check how error_table was called."),
-    "rag_errors_other_reason": _e("06", "RAG's wrong answers with a reason other than retrieval, reading, partial or "
+    "rag_errors_other_reason": _e("07", "RAG's wrong answers with a reason other than retrieval, reading, partial or "
                                   "declined", "count", ci=(0, 0), cpu=(0, 0), otherwise="RAG's errors should come "
                                   "from the search or the reader; another reason means the hit list was not passed "
                                   "to error_table."),
-    "fact_rag_knows_new_time": _e("06", "probes where RAG gives the new update time after the re-index", "share",
+    "fact_rag_knows_new_time": _e("07", "probes where RAG gives the new update time after the re-index", "share",
                                   ci=(0.3, 1.0), cpu=(0.6, 1.0), otherwise="RAG reads the changed manual at once; a "
                                   "lower value means the re-indexed chunks do not hold the new time."),
-    "fact_ft_knew_old_time": _e("06", "probes where the fact adapter gave the old update time", "share",
+    "fact_ft_knew_old_time": _e("07", "probes where the fact adapter gave the old update time", "share",
                                 ci=(0.0, 0.9), cpu=(0.6, 1.0), otherwise="The adapter was trained many epochs on "
                                 "this one fact; a lower value means it did not learn it (too few epochs or too "
                                 "small a learning rate)."),
-    "fact_ft_knows_new_time_unretrained": _e("06", "probes where the fact adapter gives the new time before "
+    "fact_ft_knows_new_time_unretrained": _e("07", "probes where the fact adapter gives the new time before "
                                              "retraining", "share", ci=(0.0, 0.0), cpu=(0.0, 0.0),
                                              otherwise="Weights do not change when the manual does; any right "
                                              "answer here means the new time reached the prompt."),
-    "fact_ft_knows_new_time_retrained": _e("06", "probes where the retrained fact adapter gives the new time",
+    "fact_ft_knows_new_time_retrained": _e("07", "probes where the retrained fact adapter gives the new time",
                                            "share", ci=(0.0, 0.9), cpu=(0.6, 1.0), otherwise="Retraining on the "
                                            "new answer should replace the old one; a lower value means the run was "
                                            "too short."),
-    "intents_ft_accuracy": _e("06", "the fine-tuned intent classifier's accuracy", "share", ci=(0.15, 1.0),
+    "intents_ft_accuracy": _e("07", "the fine-tuned intent classifier's accuracy", "share", ci=(0.15, 1.0),
                               cpu=(0.6, 1.0), otherwise="LoRA on 16 requests per label should learn the six labels; "
                               "a lower value means the run was too short or the replies are not parsed."),
-    "intents_ft_minus_best_prompt": _e("06", "the fine-tuned classifier's accuracy minus the best prompt's",
+    "intents_ft_minus_best_prompt": _e("07", "the fine-tuned classifier's accuracy minus the best prompt's",
                                        "points", ci=(-0.9, 1.0), cpu=(0.0, 1.0), otherwise="On a format task "
                                        "training should match or beat every prompt; if a prompt wins, compare "
                                        "the unparseable column."),
-    "intents_ft_vs_knn_api_cost": _e("06", "the fine-tuned classifier's API cost against the nearest-neighbour "
+    "intents_ft_vs_knn_api_cost": _e("07", "the fine-tuned classifier's API cost against the nearest-neighbour "
                                      "prompt's", "ratio", ci=(0.0, 1.0), cpu=(0.0, 1.0), otherwise="The fine-tuned "
                                      "model's prompt holds no worked examples, so each call should cost less."),
-    "intents_unparseable_base_minus_ft": _e("06", "the base model's unparseable replies minus the fine-tuned "
+    "intents_unparseable_base_minus_ft": _e("07", "the base model's unparseable replies minus the fine-tuned "
                                             "model's", "points", ci=(0.0, 1.0), cpu=(0.01, 1.0), otherwise="The "
                                             "base model often replies with a sentence that names no label; the "
                                             "adapter should have learned to reply with one word."),
 }
 
-_07_SHIP: dict[str, Expectation] = {
-    "ship_latency_p50_s": _e("07", "the median (p50) seconds per served answer", "positive", ci=(0.0, 30.0),
+_08_SHIP: dict[str, Expectation] = {
+    "ship_latency_p50_s": _e("08", "the median (p50) seconds per served answer", "positive", ci=(0.0, 30.0),
                              cpu=(0.2, 3.0), gpu=(0.0, 3.0), otherwise="A reply of up to 48 tokens from a 135M model "
                              "takes a second or so on a laptop CPU; much slower means the machine is busy with "
                              "something else (another training run) or short of memory."),
-    "ship_stream_pieces": _e("07", "pieces in the streamed reply", "count", ci=(1, INF), cpu=(1, INF),
+    "ship_stream_pieces": _e("08", "pieces in the streamed reply", "count", ci=(1, INF), cpu=(1, INF),
                              otherwise="A streamed reply arrives in pieces; none means the model answered with an "
                              "empty reply."),
-    "ship_first_piece_share": _e("07", "time to the first streamed piece against the whole reply's", "ratio",
+    "ship_first_piece_share": _e("08", "time to the first streamed piece against the whole reply's", "ratio",
                                  ci=(0.0, 1.0), cpu=(0.0, 1.0), otherwise="The first piece cannot come after the "
                                  "whole reply; if it does, the timing is wrong."),
-    "ship_exact_training_share": _e("07", "training questions answered word for word as in training", "share",
+    "ship_exact_training_share": _e("08", "training questions answered word for word as in training", "share",
                                     ci=(0.15, 1.0), cpu=(0.2, 1.0), otherwise="A short, steep run on a small file "
                                     "should make the model repeat many training answers; fewer means it trained "
                                     "too little to memorise, and the leak below will be small too."),
-    "ship_exact_held_out_share": _e("07", "held-out questions answered word for word with their reference",
+    "ship_exact_held_out_share": _e("08", "held-out questions answered word for word with their reference",
                                     "share", ci=(0.0, 0.2), cpu=(0.0, 0.2), otherwise="The model never saw these "
                                     "answers; many exact matches would mean the held-out questions overlap the "
                                     "training file."),
-    "ship_pii_leak_before": _e("07", "probe replies that contain the planted phone number or email", "share",
+    "ship_pii_leak_before": _e("08", "probe replies that contain the planted phone number or email", "share",
                                ci=(0.25, 1.0), cpu=(0.125, 1.0), otherwise="The model learns Dana's details from "
                                "six training replies; no leak at all means this short run did not memorise them, "
                                "which does not make the data safe to train on."),
-    "ship_scrubbed_messages_with_pii": _e("07", "messages of the scrubbed file that still hold a planted detail",
+    "ship_scrubbed_messages_with_pii": _e("08", "messages of the scrubbed file that still hold a planted detail",
                                           "count", ci=(0, 0), cpu=(0, 0), otherwise="The scrubber should replace "
                                           "every email and phone number; a remaining one means a format it was "
                                           "not written for."),
-    "ship_adapter_size_vs_base": _e("07", "the adapter's size on disk against the base model's", "ratio",
+    "ship_adapter_size_vs_base": _e("08", "the adapter's size on disk against the base model's", "ratio",
                                     ci=(0.0, 0.05), cpu=(0.0, 0.05), otherwise="A rank-8 adapter is a few MB next "
                                     "to a base model of hundreds of MB; a large one means the folder holds full "
                                     "weights or optimizer state."),
-    "ship_merge_agreement": _e("07", "requests that get the same label after the merge", "share", ci=(0.9, 1.0),
+    "ship_merge_agreement": _e("08", "requests that get the same label after the merge", "share", ci=(0.9, 1.0),
                                cpu=(0.9, 1.0), otherwise="Merging computes the same function up to rounding; "
                                "many changed labels mean the merge ran on a bf16 base or on another adapter."),
-    "ship_drift_drop": _e("07", "accuracy on fresh requests minus accuracy after the typo shift", "points",
+    "ship_drift_drop": _e("08", "accuracy on fresh requests minus accuracy after the typo shift", "points",
                           ci=(0.04, 1.0), cpu=(0.2, 1.0), otherwise="Typos in one letter of four should cost the "
                           "classifier a good share of its accuracy; a small drop means the shift is too mild "
                           "for the monitor to see."),
-    "ship_drift_false_alarms": _e("07", "alerts raised before the shift", "count", ci=(0, 0), cpu=(0, 0),
+    "ship_drift_false_alarms": _e("08", "alerts raised before the shift", "count", ci=(0, 0), cpu=(0, 0),
                                   otherwise="The threshold of two standard errors should keep the monitor quiet "
                                   "on requests like the validation ones; an alert there is a false alarm."),
-    "ship_drift_alert_delay_windows": _e("07", "windows from the shift to the first alert", "positive",
+    "ship_drift_alert_delay_windows": _e("08", "windows from the shift to the first alert", "positive",
                                          ci=(0.01, 2.0), cpu=(0.01, 2.0), otherwise="A window full of shifted "
                                          "requests should raise the alert; no alert, or a late one, means the drop "
                                          "is smaller than the threshold."),
-    "ship_flip_rate_name": _e("07", "requests whose label changes with the person's name", "share", ci=(0.0, 0.5),
+    "ship_flip_rate_name": _e("08", "requests whose label changes with the person's name", "share", ci=(0.0, 0.5),
                               cpu=(0.0, 0.5), otherwise="A name should not change the intent; many flips mean the "
                               "classifier leans on words that do not matter."),
-    "ship_flip_rate_gender": _e("07", "requests whose label changes with male, female or neutral wording",
+    "ship_flip_rate_gender": _e("08", "requests whose label changes with male, female or neutral wording",
                                 "share", ci=(0.0, 0.5), cpu=(0.0, 0.5), otherwise="A pronoun should not change the "
                                 "intent; many flips mean the classifier leans on words that do not matter."),
-    "ship_dialect_flips_minus_others": _e("07", "dialect flip rate minus the larger of the name and gender flip "
+    "ship_dialect_flips_minus_others": _e("08", "dialect flip rate minus the larger of the name and gender flip "
                                           "rates", "points", ci=(-0.34, 1.0), cpu=(-0.34, 1.0),
                                           otherwise="Dialects change the words themselves, so they should flip "
                                           "about as often as names and pronouns or more; far fewer flips would "
                                           "mean the name or gender probes hit a weakness of their own."),
-    "ship_pii_leak_after": _e("07", "probe replies of the scrubbed model that contain a planted detail", "share",
+    "ship_pii_leak_after": _e("08", "probe replies of the scrubbed model that contain a planted detail", "share",
                               ci=(0.0, 0.0), cpu=(0.0, 0.0), otherwise="The scrubbed model never saw Dana's "
                               "details; a leak means the scrubbed file still held them."),
-    "ship_listing_mistakes": _e("07", "models listed wrongly after the delete (the deleted one, or the shipped "
+    "ship_listing_mistakes": _e("08", "models listed wrongly after the delete (the deleted one, or the shipped "
                                 "one missing)", "count", ci=(0, 0), cpu=(0, 0), otherwise="A deleted model leaves "
                                 "the list and the shipped one stays; anything else means the delete went to the "
                                 "wrong name."),
-    "ship_finetuned_declines_unanswerable": _e("07", "unanswerable questions the fine-tuned model declines",
+    "ship_finetuned_declines_unanswerable": _e("08", "unanswerable questions the fine-tuned model declines",
                                                "share", ci=(0.0, 0.2), cpu=(0.0, 0.2), otherwise="Trained only on "
                                                "answerable questions, the model should almost never decline; more "
                                                "declines mean the detector counts answers as declines."),
-    "ship_gate_declines_unanswerable": _e("07", "unanswerable questions that RAG with the score gate declines",
+    "ship_gate_declines_unanswerable": _e("08", "unanswerable questions that RAG with the score gate declines",
                                           "share", ci=(0.2, 1.0), cpu=(0.2, 0.7), otherwise="The gate declines "
                                           "when the best passage matches poorly; fewer declines mean the gate is "
                                           "set too low, more that the unanswerable questions share few words "
                                           "with the manual."),
-    "ship_gate_declines_answerable": _e("07", "answerable questions that RAG with the score gate declines",
+    "ship_gate_declines_answerable": _e("08", "answerable questions that RAG with the score gate declines",
                                         "share", ci=(0.0, 0.4), cpu=(0.0, 0.4), otherwise="The gate is set from "
                                         "the training questions, so it should decline few answerable ones; many "
                                         "mean it is set too high."),
 }
 
-EXPECTATIONS: dict[str, Expectation] = {**_00_WHY, **_01_COLLECT, **_02_FORMAT, **_03_API, **_04_LORA, **_05_METRICS,
-                                        **_06_RAG, **_07_SHIP}
+EXPECTATIONS: dict[str, Expectation] = {**_00_WHY, **_01_COLLECT, **_02_FORMAT, **_03_API, **_04_LORA, **_06_METRICS,
+                                        **_07_RAG, **_08_SHIP}

@@ -1,6 +1,6 @@
 """Shipping a fine-tuned model: serving checks, drift monitoring, and small responsible-use probes.
 
-Notebook 07 uses one small piece per step:
+Notebook 08 uses one small piece per step:
 
 - **Serving**: :func:`reuse_or_create_job` (a job through the API, reused when the same data was already
   trained), :func:`time_requests` and :func:`latency_summary` (seconds per request), :func:`stream_timing`

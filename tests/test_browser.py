@@ -4,10 +4,10 @@ nbval runs the notebooks' code, but not what a learner sees: the JupyterLab fron
 widgets. Here a JupyterLab server on loopback (a random free port, a token) serves temporary copies of the
 notebooks; Chromium opens each one, clicks Run > Run All Cells, waits for the kernel, saves, and the test
 reads the saved file (every code cell executed, no error output) and the page (the sweep widget of notebook
-05 renders, redraws when its value changes, and its plot appears once).
+06 renders, redraws when its value changes, and its plot appears once).
 
-Notebook 05 as a whole takes minutes, so the widget runs in a trimmed copy: 05's setup cell, one cell that
-stands in for the sweep (sample result files from ``data/results/``), and 05's widget cell unchanged.
+Notebook 06 as a whole takes minutes, so the widget runs in a trimmed copy: 06's setup cell, one cell that
+stands in for the sweep (sample result files from ``data/results/``), and 06's widget cell unchanged.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them); skips without them.
 """
@@ -51,7 +51,7 @@ LAB_SETTINGS = {
     "apputils-extension/notification.jupyterlab-settings": '{"fetchNews": "false", "checkForUpdates": false}',
 }
 
-# Stands in for 05's sweep: every run the widget asks for is one of the sample result files.
+# Stands in for 06's sweep: every run the widget asks for is one of the sample result files.
 FAKE_SWEEP = '''
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -238,13 +238,13 @@ def test_notebook_00_runs_all_in_the_browser(browser, lab):
 
 
 def trimmed_sweep_notebook() -> tuple[nbformat.NotebookNode, int]:
-    """05's setup cell, a stand-in for its sweep, and its widget cell unchanged; and the widget cell's index."""
-    notebook = nbformat.read(NOTEBOOKS / "05_read_the_metrics.ipynb", as_version=4)
+    """06's setup cell, a stand-in for its sweep, and its widget cell unchanged; and the widget cell's index."""
+    notebook = nbformat.read(NOTEBOOKS / "06_read_the_metrics.ipynb", as_version=4)
     code = [c for c in notebook.cells if c.cell_type == "code"]
     widget = [c for c in code if "ipywidgets" in c.source]
-    assert len(widget) == 1, "expected one widget cell in notebook 05"
+    assert len(widget) == 1, "expected one widget cell in notebook 06"
     grid = re.search(r"^SWEEP_EPOCHS, SWEEP_MULTIPLIERS = .*$", "\n".join(c.source for c in code), re.M)
-    assert grid, "notebook 05 no longer sets SWEEP_EPOCHS, SWEEP_MULTIPLIERS in one line: update FAKE_SWEEP"
+    assert grid, "notebook 06 no longer sets SWEEP_EPOCHS, SWEEP_MULTIPLIERS in one line: update FAKE_SWEEP"
     notebook.cells = [code[0], nbformat.v4.new_code_cell(FAKE_SWEEP.format(grid=grid.group())), widget[0]]
     return notebook, 2
 
@@ -267,7 +267,7 @@ def test_sweep_widget_renders_once_and_redraws(browser, lab):
     from selenium.webdriver.support.ui import Select
 
     notebook, index = trimmed_sweep_notebook()
-    saved = run_all(browser, lab, notebook, "05_sweep_widget.ipynb", timeout=60)
+    saved = run_all(browser, lab, notebook, "06_sweep_widget.ipynb", timeout=60)
     assert_ran_cleanly(saved)
     outputs = saved.cells[index].outputs
     assert len(outputs) == 1 and {WIDGET_VIEW, "image/png"} <= set(outputs[0].data), \

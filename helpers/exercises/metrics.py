@@ -1,4 +1,4 @@
-"""Checks for notebook 05, read the metrics: fit verdicts, macro F1, ROUGE-L's blind spot, and the mystery runs."""
+"""Checks for notebook 06, read the metrics: fit verdicts, macro F1, ROUGE-L's blind spot, and the mystery runs."""
 from __future__ import annotations
 
 from helpers.exercises._common import _not_done, _verdict
@@ -65,7 +65,7 @@ def check_rouge_blind_spot(text, reference: str, threshold: float = 0.5) -> bool
 
 
 def mystery_runs() -> dict:
-    """Three made-up runs, ``{"A": frame, "B": frame, "C": frame}``, for notebook 05's diagnosis exercise."""
+    """Three made-up runs, ``{"A": frame, "B": frame, "C": frame}``, for notebook 06's diagnosis exercise."""
     from helpers.metrics import synthetic_curve
 
     kinds = {"A": "overfitting", "B": "underfitting", "C": "good fit"}

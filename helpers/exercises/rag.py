@@ -1,4 +1,4 @@
-"""Checks for notebook 06, RAG or fine-tune: cosine top-k retrieval and choosing an approach."""
+"""Checks for notebook 07, RAG or fine-tune: cosine top-k retrieval and choosing an approach."""
 from __future__ import annotations
 
 from helpers.exercises._common import _check_choices, _not_done, _verdict

@@ -1,4 +1,4 @@
-"""Checks for notebook 07, ship it: the best checkpoint, drift-monitor settings and a decline detector."""
+"""Checks for notebook 08, ship it: the best checkpoint, drift-monitor settings and a decline detector."""
 from __future__ import annotations
 
 from helpers.exercises._common import _not_done, _verdict
