@@ -343,8 +343,8 @@ _05_CHOOSE: dict[str, Expectation] = {
                              cpu=(0.05, 0.3), otherwise="From one request per label upwards each doubling should add "
                              "several points; a small gain means the runs were too short to learn from few examples."),
     "choose_gain_top": _e("05", "the gain per doubling, top of the learning curve", "points", ci=(-0.5, 1.0),
-                          cpu=(-0.02, 0.03), otherwise="Near 100% the curve saturates and a doubling adds a point or "
-                          "two; a larger gain means the curve has not flattened yet."),
+                          cpu=(-0.01, 0.04), otherwise="Near 100% the curve saturates and a doubling adds a few points "
+                          "at most; a larger gain means the curve has not flattened yet."),
     "choose_spread_shrinks": _e("05", "the spread over the seeds at the smallest size minus at the largest",
                                 "points", ci=(-0.5, 1.0), cpu=(0.0, 1.0), otherwise="A few examples are a noisy "
                                 "sample, so the spread should be widest at the bottom of the curve."),
