@@ -312,6 +312,50 @@ _04_LORA: dict[str, Expectation] = {
                         "thing, up to rounding."),
 }
 
+_05_CHOOSE: dict[str, Expectation] = {
+    "choose_encoder_before": _e("05", "the encoder's accuracy with its new, untrained head", "share", ci=(0.0, 0.6),
+                                cpu=(0.02, 0.4), otherwise="A head with random weights should be right about one time "
+                                "in six; far more means the head was not new, or the test is too easy."),
+    "choose_encoder_after": _e("05", "the encoder's accuracy after fine-tuning", "share", ci=(0.1, 1.0),
+                               cpu=(0.85, 1.0), otherwise="A few dozen balanced requests should teach the head the "
+                               "six intents; less means too few steps or too small a learning rate."),
+    "choose_smollm_before": _e("05", "the chat model's accuracy before fine-tuning (asked for the label)", "share",
+                               ci=(0.0, 0.6), cpu=(0.0, 0.2), otherwise="The base chat model rarely answers with one "
+                               "of the six words; a higher score means the test is easier than it should be."),
+    "choose_smollm_after": _e("05", "the chat model's accuracy after LoRA fine-tuning", "share", ci=(0.1, 1.0),
+                              cpu=(0.8, 1.0), otherwise="The same budget as notebook 04's on half the requests should "
+                              "still teach the task; less means the adapter learned little."),
+    "choose_parameter_ratio": _e("05", "the chat model's parameters against the encoder's", "ratio", ci=(5.0, 7.0),
+                                 cpu=(5.0, 7.0), otherwise="SmolLM2-135M has about 135 million parameters and "
+                                 "MiniLM-L6 about 23 million: another ratio means another model was loaded."),
+    "choose_latency_ratio": _e("05", "the chat model's latency per request against the encoder's", "ratio",
+                               ci=(1.0, INF), cpu=(5.0, INF), otherwise="Generating a label token by token through "
+                               "a 6-times larger model should take several times longer than one pass of the "
+                               "encoder; a small ratio means the machine was busy while one of them was timed."),
+    "choose_memory_ratio": _e("05", "the chat model's memory added against the encoder's", "ratio", ci=(1.0, INF),
+                              cpu=(2.0, INF), otherwise="A model with 6 times the weights, trained on longer "
+                              "sequences, should need more memory; a small ratio means memory from an earlier cell "
+                              "was not handed back."),
+    "choose_accuracy_gap": _e("05", "the chat model's accuracy after training minus the encoder's", "points",
+                              ci=(-0.9, 0.9), cpu=(-0.1, 0.1), otherwise="With the same budget both should learn this "
+                              "easy task to within a few points; a large gap means one of them was under-trained."),
+    "choose_gain_bottom": _e("05", "the gain per doubling, bottom of the learning curve", "points", ci=(-0.5, 1.0),
+                             cpu=(0.05, 0.3), otherwise="From one request per label upwards each doubling should add "
+                             "several points; a small gain means the runs were too short to learn from few examples."),
+    "choose_gain_top": _e("05", "the gain per doubling, top of the learning curve", "points", ci=(-0.5, 1.0),
+                          cpu=(-0.01, 0.04), otherwise="Near 100% the curve saturates and a doubling adds a few points "
+                          "at most; a larger gain means the curve has not flattened yet."),
+    "choose_spread_shrinks": _e("05", "the spread over the seeds at the smallest size minus at the largest",
+                                "points", ci=(-0.5, 1.0), cpu=(0.0, 1.0), otherwise="A few examples are a noisy "
+                                "sample, so the spread should be widest at the bottom of the curve."),
+    "choose_curve_first": _e("05", "the mean accuracy with one request per label", "share", ci=(0.0, 0.9),
+                             cpu=(0.3, 0.8), otherwise="One example per label should lift the encoder well above "
+                             "chance but far from the top."),
+    "choose_curve_last": _e("05", "the mean accuracy with 64 requests per label", "share", ci=(0.1, 1.0),
+                            cpu=(0.97, 1.0), otherwise="On this easy task 64 requests per label should nearly "
+                            "saturate the encoder; less means the runs were too short."),
+}
+
 _06_METRICS: dict[str, Expectation] = {
     "local_loss_ratio": _e("06", "the local run's last training loss (moving average) against its first", "ratio",
                            ci=(0.0, 0.7), cpu=(0.0, 0.5), otherwise="The loss should end at well under half of "
@@ -511,5 +555,5 @@ _08_SHIP: dict[str, Expectation] = {
                                         "mean it is set too high."),
 }
 
-EXPECTATIONS: dict[str, Expectation] = {**_00_WHY, **_01_COLLECT, **_02_FORMAT, **_03_API, **_04_LORA, **_06_METRICS,
-                                        **_07_RAG, **_08_SHIP}
+EXPECTATIONS: dict[str, Expectation] = {**_00_WHY, **_01_COLLECT, **_02_FORMAT, **_03_API, **_04_LORA, **_05_CHOOSE,
+                                        **_06_METRICS, **_07_RAG, **_08_SHIP}
