@@ -12,7 +12,7 @@ MODEL_PIN := $(shell sed -n 's/^\# no-deps: *//p' requirements.txt)
 CI_ENV = COURSE_MODE=ci HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore \
 	COURSE_DATA_MIRROR=$${COURSE_DATA_MIRROR:-$(MIRROR)}
 
-.PHONY: setup course test student benchmarks claims clean-outputs
+.PHONY: setup course test test-student student benchmarks claims clean-outputs
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
@@ -26,9 +26,13 @@ $(VENV)/.installed: requirements.txt
 course: setup
 	$(BIN)/jupyter lab notebooks/
 
-# Every unit test and every notebook, then the student versions (solutions removed) from a fresh outputs folder.
+# Every unit test and every notebook. The student versions are checked statically (tests/test_student.py):
+# a solution cell only defines names and confirms, and no lesson cell reads a name only a solution defines.
 test: setup
 	$(CI_ENV) $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
+
+# The student versions (solutions removed) run top to bottom, from a fresh outputs folder (as long as make test).
+test-student: setup
 	$(BIN)/python tools/make_student.py --out student
 	$(CI_ENV) COURSE_OUTPUTS=$(CURDIR)/outputs/student-run $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax student
 

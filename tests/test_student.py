@@ -1,5 +1,10 @@
 """The student versions: no solutions, no outputs, and no lesson cell that needs a solution's names.
-(``make test`` also runs every student version top to bottom in ci mode.)"""
+
+A student version is its notebook without the solution cells. ``make test`` runs every notebook, exercise
+stubs included, so a student version can only fail where a later cell needs something a solution did: a
+name it defined (``make_student.solution_leaks``) or a change it made (a solution may only define names and
+confirm). ``make test-student`` runs every student version top to bottom as well."""
+import ast
 import sys
 from pathlib import Path
 
@@ -66,3 +71,28 @@ def test_write_all_writes_every_notebook_clean(tmp_path):
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
         assert not any("solution" in c.metadata.get("tags", []) for c in nb.cells)
+
+
+def _effects(source: str) -> list[str]:
+    """The top-level statements of a solution that do more than define names or call ``checks.confirm``."""
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("!", "%")))
+    names = (ast.Name, ast.Tuple)
+    return [ast.unparse(s)[:80] for s in ast.parse(code).body
+            if not (isinstance(s, (ast.FunctionDef, ast.Import, ast.ImportFrom))
+                    or isinstance(s, ast.Assign) and all(isinstance(t, names) for t in s.targets)
+                    and all(isinstance(e, ast.Name) for t in s.targets if isinstance(t, ast.Tuple) for e in t.elts)
+                    or isinstance(s, ast.Expr) and isinstance(s.value, ast.Call)
+                    and ast.unparse(s.value.func) == "checks.confirm")]
+
+
+@pytest.mark.parametrize("path", make_student.NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_solution_only_defines_names_and_confirms(path):
+    nb = nbformat.read(path, as_version=4)
+    found = {i: _effects(c.source) for i, c in enumerate(nb.cells) if "solution" in c.metadata.get("tags", [])}
+    assert found and not any(found.values()), f"solution cells that change state: {found}"
+
+
+def test_a_solution_that_changes_state_is_caught():
+    assert _effects("def f(x):\n    return x\nbest = f(1)\nchecks.confirm(check, f)") == []
+    assert _effects("data.append(4)\nchecks.confirm(check, f)") == ["data.append(4)"]
+    assert _effects("frame['x'] = 1") == ["frame['x'] = 1"]
