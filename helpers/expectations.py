@@ -373,6 +373,20 @@ _06_METRICS: dict[str, Expectation] = {
                                      "the sweep's lowest", "ratio", ci=(1.2, INF), cpu=(3.0, INF),
                                      otherwise="That run should stop far above the level the others reach (it "
                                      "under-fits); a small ratio means even the smallest step size was enough."),
+    "source_steps": _e("06", "steps of the recipe's run (10 epochs in batches of 3)", "count", ci=(20, 20),
+                       cpu=(100, 100), otherwise="Ten epochs of the training requests in batches of 3; another "
+                       "count means the batch size or the number of requests changed."),
+    "source_train_loss_ratio": _e("06", "the recipe's last training loss against section 1's", "ratio",
+                                  ci=(0.0, 1.0), cpu=(0.0, 0.2), otherwise="Four times the steps at three times "
+                                  "the learning rate should drive the training loss far lower; if not, the runs "
+                                  "did not get the settings they were given."),
+    "source_valid_loss_minus_section1": _e("06", "the recipe's last full validation loss minus section 1's",
+                                           "number", ci=(-10.0, 2.0), cpu=(-2.0, 0.05), otherwise="On 30 requests "
+                                           "with one right answer the longer run should end no worse on validation; "
+                                           "a clearly higher loss means the extra epochs only memorised."),
+    "source_time_ratio": _e("06", "the recipe's training time against section 1's", "ratio", ci=(1.5, 20.0),
+                            cpu=(2.0, 8.0), otherwise="About four times the steps should take a few times as long; "
+                            "outside this range the machine was busy during one of the runs."),
     "best_checkpoint_accuracy": _e("06", "the best checkpoint's accuracy on the test requests", "share",
                                    ci=(0.0, 0.6), cpu=(0.65, 0.95), otherwise="This small adapter should get most test "
                                    "requests right but fewer than notebook 04's; far less means it learned little "
