@@ -363,12 +363,12 @@ def passage_body(text: str) -> str:
     return text.split("\n", 1)[1] if "\n" in text else text
 
 
-def quotable(table: pd.DataFrame, dont_know: bool = False) -> list[str]:
+def quotable(table: pd.DataFrame, dont_know: bool = False, cite: bool = False) -> list[str]:
     """What an extractive reader may copy from a retrieved table (or a list of passage strings): each
-    passage followed by its citation,
-    ``"sentence [n]"``, and (``dont_know=True``) the sentence "I don't know."."""
+    passage after its citation,
+    ``"[n] sentence"`` (``cite=True``; a reader that starts with the citation goes on into the quote), and (``dont_know=True``) the sentence "I don't know."."""
     texts = table["text"] if isinstance(table, pd.DataFrame) else table
-    spans = [f"{passage_body(text)} [{n}]" for n, text in enumerate(texts, start=1)]
+    spans = [f"[{n}] {passage_body(text)}" if cite else passage_body(text) for n, text in enumerate(texts, start=1)]
     return spans + ([DONT_KNOW] if dont_know else [])
 
 
@@ -385,7 +385,7 @@ def raft_examples(qa: pd.DataFrame, retriever: rag.Retriever, k: int = 3, no_gol
     """Training chats for a reader of retrieved passages, in the manner of RAFT (Zhang et al., 2024).
 
     Each question gets ``k`` passages: its gold passage and the retriever's best wrong ones (distractors
-    that look relevant), in a random order; the target quotes the gold passage and cites its number.
+    that look relevant), in a random order; the target cites the gold passage's number and quotes it.
     A share ``no_gold_share`` of the questions get distractors only, and the target "I don't know.":
     the reader learns that a passage that merely looks relevant is not an answer. Questions whose gold
     passage is nowhere in ``retriever.chunks`` are skipped."""
@@ -404,7 +404,7 @@ def raft_examples(qa: pd.DataFrame, retriever: rag.Retriever, k: int = 3, no_gol
         passages = pd.DataFrame(rows)
         if with_gold:
             n = 1 + [r["chunk_id"] for r in rows].index(chunks.iloc[gold]["chunk_id"])
-            target = f"{passage_body(rows[n - 1]['text'])} [{n}]"
+            target = f"[{n}] {passage_body(rows[n - 1]['text'])}"
         else:
             target = DONT_KNOW
         examples.append({"messages": rag.rag_messages(pair["question"], passages, system=system)

@@ -165,8 +165,9 @@ def test_passage_spans_only_continues_a_quote():
 
 def test_quotable_adds_citations_and_dont_know():
     table = pd.DataFrame({"text": ["Heating - Start\nStart by 16:30.", "Garage\nThe remote."]})
-    assert compare.quotable(table) == ["Start by 16:30. [1]", "The remote. [2]"]
-    assert compare.quotable(["Start by 16:30."], dont_know=True) == ["Start by 16:30. [1]", compare.DONT_KNOW]
+    assert compare.quotable(table) == ["Start by 16:30.", "The remote."]
+    assert compare.quotable(table, cite=True) == ["[1] Start by 16:30.", "[2] The remote."]
+    assert compare.quotable(["Start by 16:30."], dont_know=True, cite=True) == ["[1] Start by 16:30.", compare.DONT_KNOW]
 
 
 def test_generate_extractive_quotes_a_passage():
@@ -174,8 +175,8 @@ def test_generate_extractive_quotes_a_passage():
     question = "When do I start the heater?"
     passage = "Start the heater by 16:30 when it is cold."
     prompt = [rag_prompt(question, passage)]
-    reply = compare.generate_extractive(llm, tok, prompt, [[passage + " [1]"]], max_new_tokens=24)[0]
-    assert reply and (passage + " [1]").find(reply) >= 0
+    reply = compare.generate_extractive(llm, tok, prompt, [["[1] " + passage]], max_new_tokens=24)[0]
+    assert reply and ("[1] " + passage).find(reply) >= 0
 
 
 def rag_prompt(question, passage):
@@ -197,8 +198,8 @@ def test_raft_examples_hold_gold_or_say_dont_know():
         user, target = example["messages"][1]["content"], example["messages"][2]["content"]
         assert user.count("\n[") >= 2 and "Question:" in user
         if target != compare.DONT_KNOW:
-            number = int(target.rsplit("[", 1)[1].rstrip("]"))
-            quote = target.rsplit(" [", 1)[0].lstrip("- ")   # a section-less list item shows without its "- "
+            number = int(target[1:target.index("]")])
+            quote = target.split("] ", 1)[1].lstrip("- ")   # a section-less list item shows without its "- "
             assert f"[{number}]" in user and quote in user
 
 
