@@ -345,7 +345,7 @@ _05_CHOOSE: dict[str, Expectation] = {
     "choose_gain_top": _e("05", "the gain per doubling, top of the learning curve", "points", ci=(-0.5, 1.0),
                           cpu=(-0.01, 0.04), otherwise="Near 100% the curve saturates and a doubling adds a few points "
                           "at most; a larger gain means the curve has not flattened yet."),
-    "choose_spread_shrinks": _e("05", "the spread over the seeds at the smallest size minus at the largest",
+    "choose_spread_shrinks": _e("05", "the spread between seeds at the smallest size minus at the largest",
                                 "points", ci=(-0.5, 1.0), cpu=(0.0, 1.0), otherwise="A few examples are a noisy "
                                 "sample, so the spread should be widest at the bottom of the curve."),
     "choose_curve_first": _e("05", "the mean accuracy with one request per label", "share", ci=(0.0, 0.9),
