@@ -20,6 +20,7 @@ import pandas as pd
 
 from helpers.course_data import INTENT_LABELS
 from helpers.environment import MemoryPeak, release_memory
+from helpers.evaluate import accuracy
 
 
 # ---------------------------------------------------------------- measuring
@@ -92,11 +93,6 @@ def encoder_predict(model, tokenizer, texts, batch_size: int = 64) -> list[str]:
                               return_tensors="pt").to(model.device)
             out += [model.config.id2label[int(k)] for k in model(**batch).logits.argmax(-1)]
     return out
-
-
-def accuracy(truth, predicted) -> float:
-    truth, predicted = list(truth), list(predicted)
-    return sum(t == p for t, p in zip(truth, predicted)) / max(1, len(truth))
 
 
 def encoder_candidate(path, train: pd.DataFrame, test: pd.DataFrame, args, latency_texts) -> dict:
