@@ -40,6 +40,7 @@ BACKENDS = ("local", "openai", "azure")
 DEFAULT_MAX_USD = 5.0
 TERMINAL = ("succeeded", "failed", "cancelled")
 LOCAL_KEY = "course-local"  # any non-empty key works when the server requires none
+WORKSPACE_BUSY = 75         # helpers.server's exit code when another server holds the workspace
 _server: dict = {}          # the server this process started: {"process", "url", "workspace"}
 
 
@@ -102,6 +103,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _running_in(workspace: Path) -> str | None:
+    """The URL of a healthy server that serves this workspace, from its ``server.json``; None when none does."""
+    try:
+        url = json.loads((workspace / "server.json").read_text())["url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return url if (_health(url) or {}).get("workspace") == str(workspace) else None
+
+
 def ensure_server(workspace=None, timeout: float = 120.0) -> str:
     """The ``.../v1`` URL of a running course server; starts one in the background when none runs."""
     from helpers.environment import REPO_ROOT, outputs_dir
@@ -115,28 +125,32 @@ def ensure_server(workspace=None, timeout: float = 120.0) -> str:
     if _server and _server["process"].poll() is None:
         return _server["url"]
     workspace = Path(workspace or outputs_dir() / "server").resolve()
-    info = workspace / "server.json"
-    if info.exists():  # a server started by another notebook or a terminal
-        try:
-            url = json.loads(info.read_text())["url"]
-        except (ValueError, KeyError):
-            url = None
-        if url and (_health(url) or {}).get("workspace") == str(workspace):
-            return url
+    running = _running_in(workspace)  # a server started by another notebook or a terminal
+    if running:
+        return running
     workspace.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    with open(workspace / "server.log", "ab") as log:  # the server keeps its own handle
-        process = subprocess.Popen([sys.executable, "-m", "helpers.server", "--port", str(port), "--workspace",
-                                    str(workspace)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + timeout
-    while _health(url, timeout=1.0) is None:
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
+    while True:
+        port = free_port()
+        with open(workspace / "server.log", "ab") as log:  # the server keeps its own handle
+            process = subprocess.Popen([sys.executable, "-m", "helpers.server", "--port", str(port), "--workspace",
+                                        str(workspace)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/v1"
+        while _health(url, timeout=1.0) is None and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if process.poll() is None and _health(url, timeout=1.0) is not None:
+            break
+        process.kill()
+        busy = process.wait() == WORKSPACE_BUSY
+        # Another notebook holds the workspace: it is starting a server (share it) or stopping one (try again).
+        running = _running_in(workspace) if busy else None
+        if running:
+            return running
+        if not busy or time.monotonic() > deadline:
             tail = (workspace / "server.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"The course server did not start. Its log ({workspace / 'server.log'}) ends:\n{tail}")
-        time.sleep(0.2)
+        time.sleep(1.0)
     _server.update(process=process, url=url, workspace=workspace)
     atexit.register(stop_server)
     return url

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import time
 import types
 
 import openai
@@ -99,3 +100,36 @@ def test_local_client_starts_reuses_and_stops_the_server(tmp_path, monkeypatch, 
         api.stop_server()
     assert process is not None and process.poll() is not None
     assert not (tmp_path / "server" / "server.json").exists()
+
+
+def test_a_server_starting_while_another_stops_waits_for_the_workspace(tmp_path, monkeypatch):
+    """Two notebooks: one still stops its server (holding the workspace) while the next one starts a server."""
+    import threading
+
+    from helpers.server.__main__ import WORKSPACE_BUSY, lock_exclusively
+
+    assert api.WORKSPACE_BUSY == WORKSPACE_BUSY
+    monkeypatch.delenv("COURSE_SERVER_URL", raising=False)
+    workspace = tmp_path / "server"
+    workspace.mkdir()
+    held = open(workspace / ".server.lock", "a+")  # noqa: SIM115 - the other server's lock, released below
+    lock_exclusively(held)
+    release = threading.Timer(4.0, held.close)
+    release.start()
+    try:
+        url = api.ensure_server(workspace, timeout=90)
+        assert api._health(url)["workspace"] == str(workspace.resolve())
+        assert "Another course server is already using" in (workspace / "server.log").read_text()
+    finally:
+        release.cancel()
+        held.close()
+        api.stop_server()
+
+
+def test_a_server_that_cannot_start_fails_at_once_with_its_log(tmp_path, monkeypatch):
+    monkeypatch.delenv("COURSE_SERVER_URL", raising=False)
+    monkeypatch.setenv("COURSE_MODE", "no-such-mode")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="did not start"):
+        api.ensure_server(tmp_path / "server", timeout=90)
+    assert time.monotonic() - started < 60  # not retried until the timeout: only a busy workspace is retried

@@ -454,7 +454,7 @@ def test_restart_keeps_files_jobs_and_models(server, client, trained, uploaded):
     server.start()
     second = subprocess.run([sys.executable, "-m", "helpers.server", "--port", str(api.free_port()), "--workspace",
                              str(server.workspace)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
-    assert second.returncode == 1 and "Another course server is already using" in second.stderr
+    assert second.returncode == api.WORKSPACE_BUSY and "Another course server is already using" in second.stderr
     assert wait_for(server.client(strict=False), running.id, ("paused",), timeout=5).status == "paused"
     client.fine_tuning.jobs.resume(running.id)
     assert [f.id for f in client.files.list().data] == before_files

@@ -37,6 +37,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+WORKSPACE_BUSY = 75  # the exit code when another server holds the workspace (EX_TEMPFAIL: try again later)
+
+
 def main(argv=None) -> int:
     from helpers.environment import get_mode, outputs_dir
     from helpers.server.limits import Limits
@@ -100,7 +103,7 @@ def main(argv=None) -> int:
     except OSError:
         print(f"Another course server is already using {workspace} (see {workspace / 'server.json'}). Stop it, "
               "or pass another --workspace.", file=sys.stderr)
-        return 1
+        return WORKSPACE_BUSY
 
     import uvicorn
 
