@@ -1,8 +1,9 @@
-"""RAG or fine-tune? Five systems on the same held-out questions, scored, timed and costed.
+"""RAG or fine-tune? Six systems on the same held-out questions, scored, timed and costed.
 
 Notebook 07 compares, on the manual's test questions and on the intent task:
 
-1. the base model; 2. few-shot prompting; 3. RAG; 4. LoRA fine-tuned; 5. fine-tuned + RAG.
+1. the base model; 2. few-shot prompting; 3. RAG; 4. LoRA fine-tuned; 5. fine-tuned + RAG;
+6. a reader fine-tuned on retrieved passages (RAFT) + RAG.
 
 This module holds the parts that are logic rather than teaching:
 
@@ -10,12 +11,14 @@ This module holds the parts that are logic rather than teaching:
 * :func:`few_shot_messages` and :func:`knn_intent_messages` build the prompts of systems 2 and 3;
 * :func:`generate_grounded` decodes with :class:`PassageWordsOnly`, which lets the model use only words
   from its passages (a decoding-time "be extractive" that a 135M model cannot be talked into);
+  :func:`generate_extractive` (with :class:`PassageSpansOnly`) goes further: the reply is one quoted span;
+* :func:`raft_examples` builds the training chats of a RAFT reader (gold passage plus distractors);
 * :func:`run_system` times a system and scores its answers; :func:`cost_per_1000` and
   :func:`api_cost_per_1000` turn time and tokens into dollars;
 * :func:`change_fact` edits the manual (and the QA pairs) for the knowledge-update test;
 * :func:`agreement` checks the offline scorer against hand labels; :func:`error_reason` and
   :func:`error_table` say why a system got a question wrong; :func:`decision_guide` turns the
-  measured numbers into advice.
+  measured numbers into advice; :func:`write_benchmark` writes the results file of the benchmark.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ CPU_USD_PER_HOUR = 0.10
 API_MODEL = "gpt-4o-mini-2024-07-18"   # the price-table row used for "what would the API cost?"
 GROUNDED_SYSTEM = ("Answer the question with the words of the passage that answers it. "
                    "Cite the passage like [1].")
-SYSTEMS = ["base", "few-shot", "RAG", "fine-tuned", "fine-tuned + RAG"]
+SYSTEMS = ["base", "few-shot", "RAG", "fine-tuned", "fine-tuned + RAG", "RAFT reader + RAG"]
 
 # The knowledge-update test: the hub's update window moves. ``FACT_TRAIN`` are the phrasings a fine-tune
 # learns the fact from; ``FACT_PROBES`` are asked before and after (the first is the manual's own
@@ -285,3 +288,163 @@ def decision_guide(manual: pd.DataFrame, intents: pd.DataFrame, update: pd.DataF
          + "; still old: " + (", ".join(stuck) or "none")),
     ]
     return pd.DataFrame(rows, columns=["situation", "measured winner", "evidence"]).set_index("situation")
+
+
+class PassageSpansOnly:
+    """A logits processor for extractive answers: row ``i`` may only continue a span copied word for word
+    from one of its passages, ``passages[i]`` (lists of token ids), or end the answer.
+
+    The first token may be any passage token; each later token must be the one that follows the answer
+    so far somewhere in a passage. The model still chooses where the quote starts and where it stops."""
+
+    def __init__(self, passages: list[list[list[int]]], prompt_length: int, stop_ids: set[int]):
+        self.passages, self.prompt_length, self.stop_ids = passages, prompt_length, sorted(stop_ids)
+
+    def allowed(self, row: int, generated: list[int]) -> set[int]:
+        ids, n = set(), len(generated)
+        for tokens in self.passages[row]:
+            for start in range(len(tokens) - n):
+                if tokens[start:start + n] == generated:
+                    ids.add(tokens[start + n])
+        return ids
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        mask = torch.full_like(scores, float("-inf"))
+        for row in range(scores.shape[0]):
+            generated = input_ids[row, self.prompt_length:].tolist()
+            if generated and generated[-1] in self.stop_ids:  # finished: let it pad
+                mask[row] = 0.0
+                continue
+            ids = sorted(i for i in self.allowed(row, generated) if i < scores.shape[1])
+            mask[row, ids + (self.stop_ids if generated else [])] = 0.0
+        return scores + mask
+
+
+def generate_extractive(model, tokenizer, conversations: list[list[dict]], passages: list[list[str]],
+                        max_new_tokens: int = 48, batch_size: int = 16) -> list[str]:
+    """Greedy replies that are each one span copied from the reply's own ``passages[i]`` (strings).
+
+    A stricter cousin of :func:`generate_grounded`: not only every word but the order comes from a
+    passage, so a small model cannot drop the "not" or swap two times. It can stop early, though,
+    and leave out part of the sentence."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    from helpers.model import chat_prompt
+
+    stop = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None}
+    tokenizer.padding_side = "left"
+    replies = []
+    for start in range(0, len(conversations), batch_size):
+        prompts = [chat_prompt(tokenizer, c) for c in conversations[start:start + batch_size]]
+        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        spans = [[tokenizer(form + text, add_special_tokens=False)["input_ids"] for text in texts for form in ("", " ")]
+                 for texts in passages[start:start + batch_size]]
+        only = PassageSpansOnly(spans, batch["input_ids"].shape[1], stop)
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
+                                 top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id,
+                                 logits_processor=LogitsProcessorList([only]))
+        replies += [t.strip() for t in tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:],
+                                                               skip_special_tokens=True)]
+    return replies
+
+
+# ---------------------------------------------------------------- training the reader (RAFT)
+QUOTE_SYSTEM = ("Answer the question by quoting the passage that answers it, word for word, and cite it "
+                "like [1]. If no passage answers it, say \"I don't know.\"")
+DONT_KNOW = "I don't know."
+
+
+def passage_body(text: str) -> str:
+    """A chunk's text without its ``Title - Section`` line."""
+    return text.split("\n", 1)[1] if "\n" in text else text
+
+
+def quotable(table: pd.DataFrame, dont_know: bool = False, cite: bool = False) -> list[str]:
+    """What an extractive reader may copy from a retrieved table (or a list of passage strings): each
+    passage after its citation,
+    ``"[n] sentence"`` (``cite=True``; a reader that starts with the citation goes on into the quote), and (``dont_know=True``) the sentence "I don't know."."""
+    texts = table["text"] if isinstance(table, pd.DataFrame) else table
+    spans = [f"[{n}] {passage_body(text)}" if cite else passage_body(text) for n, text in enumerate(texts, start=1)]
+    return spans + ([DONT_KNOW] if dont_know else [])
+
+
+def gold_chunk(chunks: pd.DataFrame, qa: dict) -> int | None:
+    """Row number of the first chunk that answers ``qa`` (see :func:`helpers.rag.is_hit`), or None."""
+    for i, row in enumerate(chunks.to_dict("records")):
+        if rag.is_hit(row, qa):
+            return i
+    return None
+
+
+def raft_examples(qa: pd.DataFrame, retriever: rag.Retriever, k: int = 3, no_gold_share: float = 0.2,
+                  system: str = QUOTE_SYSTEM, seed: int = 0) -> list[dict]:
+    """Training chats for a reader of retrieved passages, in the manner of RAFT (Zhang et al., 2024).
+
+    Each question gets ``k`` passages: its gold passage and the retriever's best wrong ones (distractors
+    that look relevant), in a random order; the target cites the gold passage's number and quotes it.
+    A share ``no_gold_share`` of the questions get distractors only, and the target "I don't know.":
+    the reader learns that a passage that merely looks relevant is not an answer. Questions whose gold
+    passage is nowhere in ``retriever.chunks`` are skipped."""
+    rng = np.random.default_rng(seed)
+    chunks = retriever.chunks
+    tables = retriever.search(qa["question"].tolist(), k + 1)
+    examples = []
+    for pair, table in zip(qa.to_dict("records"), tables):
+        gold = gold_chunk(chunks, pair)
+        if gold is None:
+            continue
+        wrong = [row for row in table.to_dict("records") if not rag.is_hit(row, pair)][:k]
+        with_gold = rng.random() >= no_gold_share
+        rows = wrong[:k - 1] + [chunks.iloc[gold].to_dict()] if with_gold else wrong[:k]
+        rows = [rows[i] for i in rng.permutation(len(rows))]
+        passages = pd.DataFrame(rows)
+        if with_gold:
+            n = 1 + [r["chunk_id"] for r in rows].index(chunks.iloc[gold]["chunk_id"])
+            target = f"[{n}] {passage_body(rows[n - 1]['text'])}"
+        else:
+            target = DONT_KNOW
+        examples.append({"messages": rag.rag_messages(pair["question"], passages, system=system)
+                         + [{"role": "assistant", "content": target}]})
+    return examples
+
+
+
+# ---------------------------------------------------------------- the benchmark file
+BENCHMARK_COLUMNS = ["system", "accuracy", "seconds_per_answer", "local_usd_per_1000", "api_usd_per_1000", "commit"]
+
+
+def current_commit(root=None) -> str:
+    """The repository's short commit (``-dirty`` when tracked files changed), or ``"unknown"`` outside git."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(root or Path(__file__).resolve().parents[1])
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    head = git("rev-parse", "--short", "HEAD")
+    return (head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")) if head else "unknown"
+
+
+def write_benchmark(table: pd.DataFrame, path=None, commit: str | None = None):
+    """Write a results table (index = system, see :func:`results_table`) to ``path`` (default
+    ``benchmarks/results/rag_or_finetune.csv`` in the repository) with :data:`BENCHMARK_COLUMNS`."""
+    from pathlib import Path
+
+    path = Path(path or Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "rag_or_finetune.csv")
+    frame = table.reset_index().rename(columns={"index": "system"})
+    frame["commit"] = commit or current_commit()
+    for column in BENCHMARK_COLUMNS:
+        if column not in frame:
+            frame[column] = np.nan
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame[BENCHMARK_COLUMNS].round(4).to_csv(path, index=False)
+    return path

@@ -12,6 +12,8 @@ The pipeline, one small function or class per step:
    measures how often the right passage comes back (recall@k, MRR).
 5. :func:`rag_messages` puts the passages into a chat prompt that asks for cited answers;
    :func:`cited` reads the citations back.
+6. :class:`Bm25Retriever` searches by keywords (BM25, ``bm25s``); :class:`HybridRetriever` fuses it with
+   the embedding search by :func:`reciprocal_rank_fusion`.
 """
 from __future__ import annotations
 
@@ -283,3 +285,74 @@ def cited(answer: str) -> list[int]:
     """Passage numbers cited in ``answer`` (``[1][3]`` or ``[2, 4]``), in order of first mention."""
     numbers = [int(n) for group in re.findall(r"\[(\d+(?:\s*,\s*\d+)*)\]", answer) for n in group.split(",")]
     return list(dict.fromkeys(numbers))
+
+
+# ---------------------------------------------------------------- 6. keyword search and hybrid search
+def _words(texts, stopwords="english") -> list[list[str]]:
+    import bm25s
+
+    return bm25s.tokenize(list(texts), stopwords=stopwords, return_ids=False, show_progress=False)
+
+
+class Bm25Retriever(Retriever):
+    """Keyword search (BM25, from ``bm25s``): a chunk scores high when it holds the question's rarer words.
+
+    It finds "Wi-Fi", "15:30" or a product name that an embedding blurs, and it misses a paraphrase
+    that shares no word with the chunk. The same ``search``/``retrieve`` as :class:`Retriever`."""
+
+    def __init__(self, chunks: pd.DataFrame):
+        import bm25s
+
+        self.chunks = chunks.reset_index(drop=True)
+        self.bm25 = bm25s.BM25()
+        self.bm25.index(_words(self.chunks["text"]), show_progress=False)
+
+    def scores(self, questions: list[str]) -> np.ndarray:
+        """``(n_questions, n_chunks)`` BM25 scores."""
+        return np.vstack([self.bm25.get_scores(words) for words in _words(questions)])
+
+    def search(self, questions: list[str], k: int = 3) -> list[pd.DataFrame]:
+        scores = self.scores(list(questions))
+        ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return [_table(self.chunks, row_ids, row_scores[row_ids]) for row_ids, row_scores in zip(ids, scores)]
+
+
+def _table(chunks: pd.DataFrame, ids, scores) -> pd.DataFrame:
+    table = chunks.iloc[list(ids)][["chunk_id", "doc", "title", "text"]].reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    table.insert(4, "score", np.asarray(scores, dtype=float))
+    return table
+
+
+def reciprocal_rank_fusion(rankings: list[list[int]], k: int = 60) -> list[tuple[int, float]]:
+    """Fuse ranked lists of ids: each id scores ``sum(1 / (k + rank))`` over the lists (rank 1 = first).
+
+    Only ranks count, never the raw scores, so a cosine (0..1) and a BM25 score (0..30) mix fairly.
+    ``k`` (60 in the original paper) damps the head: rank 1 is worth little more than rank 3.
+    Returns ``(id, score)`` pairs, best first."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(fused.items(), key=lambda pair: -pair[1])
+
+
+class HybridRetriever(Retriever):
+    """Embedding search and keyword search over the same chunks, fused with :func:`reciprocal_rank_fusion`.
+
+    ``dense`` and ``lexical`` must hold the same chunks in the same row order; each contributes its
+    top ``depth`` to the fusion."""
+
+    def __init__(self, dense: Retriever, lexical: Retriever, depth: int = 20, rrf_k: int = 60):
+        self.dense, self.lexical, self.depth, self.rrf_k = dense, lexical, depth, rrf_k
+        self.chunks = dense.chunks
+
+    def search(self, questions: list[str], k: int = 3) -> list[pd.DataFrame]:
+        questions = list(questions)
+        both = zip(self.dense.search(questions, self.depth), self.lexical.search(questions, self.depth))
+        tables = []
+        for dense, lexical in both:
+            fused = reciprocal_rank_fusion([dense.chunk_id.tolist(), lexical.chunk_id.tolist()], self.rrf_k)[:k]
+            rows = self.chunks.set_index("chunk_id", drop=False).loc[[i for i, _ in fused]].reset_index(drop=True)
+            tables.append(_table(rows, range(len(rows)), [s for _, s in fused]))
+        return tables

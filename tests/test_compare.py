@@ -153,3 +153,60 @@ def test_best_breaks_a_tie_with_the_faster_system():
                          index=["base", "RAG", "fine-tuned"])
     assert compare.best(table) == "fine-tuned"
     assert compare.best(table.drop(columns="seconds_per_answer")) == "RAG"
+
+
+def test_passage_spans_only_continues_a_quote():
+    spans = compare.PassageSpansOnly([[[5, 6, 7], [6, 9]]], prompt_length=2, stop_ids={0})
+    assert spans.allowed(0, []) == {5, 6, 7, 9}
+    assert spans.allowed(0, [6]) == {7, 9}
+    assert spans.allowed(0, [5, 6]) == {7}
+    assert spans.allowed(0, [5, 7]) == set()
+
+
+def test_quotable_adds_citations_and_dont_know():
+    table = pd.DataFrame({"text": ["Heating - Start\nStart by 16:30.", "Garage\nThe remote."]})
+    assert compare.quotable(table) == ["Start by 16:30.", "The remote."]
+    assert compare.quotable(table, cite=True) == ["[1] Start by 16:30.", "[2] The remote."]
+    assert compare.quotable(["Start by 16:30."], dont_know=True, cite=True) == ["[1] Start by 16:30.", compare.DONT_KNOW]
+
+
+def test_generate_extractive_quotes_a_passage():
+    llm, tok = model.load_base_model()
+    question = "When do I start the heater?"
+    passage = "Start the heater by 16:30 when it is cold."
+    prompt = [rag_prompt(question, passage)]
+    reply = compare.generate_extractive(llm, tok, prompt, [["[1] " + passage]], max_new_tokens=24)[0]
+    assert reply and ("[1] " + passage).find(reply) >= 0
+
+
+def rag_prompt(question, passage):
+    from helpers import rag
+    return rag.rag_messages(question, [passage], system=compare.QUOTE_SYSTEM)
+
+
+def test_raft_examples_hold_gold_or_say_dont_know():
+    from helpers import rag
+    docs = course_data.load_manual()
+    chunks = compare.sentence_chunks(docs)
+    qa = course_data.load_qa("train").head(20)
+    retriever = rag.Bm25Retriever(chunks)
+    examples = compare.raft_examples(qa, retriever, k=3, no_gold_share=0.3, seed=0)
+    assert 0 < len(examples) <= len(qa)
+    dont_know = [e for e in examples if e["messages"][-1]["content"] == compare.DONT_KNOW]
+    assert 0 < len(dont_know) < len(examples)
+    for example in examples:
+        user, target = example["messages"][1]["content"], example["messages"][2]["content"]
+        assert user.count("\n[") >= 2 and "Question:" in user
+        if target != compare.DONT_KNOW:
+            number = int(target[1:target.index("]")])
+            quote = target.split("] ", 1)[1].lstrip("- ")   # a section-less list item shows without its "- "
+            assert f"[{number}]" in user and quote in user
+
+
+def test_write_benchmark_has_the_columns(tmp_path):
+    table = compare.results_table([{"system": "RAG", "accuracy": 0.6, "n": 2, "seconds_per_answer": 1.0}],
+                                  {"RAG": 0.01})
+    path = compare.write_benchmark(table, tmp_path / "r.csv", commit="abc")
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == compare.BENCHMARK_COLUMNS
+    assert frame.loc[0, "system"] == "RAG" and frame.loc[0, "commit"] == "abc"

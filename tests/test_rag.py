@@ -162,3 +162,38 @@ def test_release_embedder_drops_the_model_and_embed_loads_it_again():
     rag.release_embedder()
     assert rag._load_embedder.cache_info().currsize == 0
     assert np.allclose(rag.embed(["When do I have to start the heater?"]), first, atol=1e-5)
+
+
+def test_reciprocal_rank_fusion_by_hand():
+    fused = rag.reciprocal_rank_fusion([[1, 2, 3], [3, 1]], k=10)
+    scores = dict(fused)
+    assert scores[1] == pytest.approx(1 / 11 + 1 / 12)
+    assert scores[3] == pytest.approx(1 / 13 + 1 / 11)
+    assert scores[2] == pytest.approx(1 / 12)
+    assert [i for i, _ in fused] == [1, 3, 2]
+
+
+def _fake_chunks():
+    return pd.DataFrame({"chunk_id": range(3), "doc": ["a.md", "b.md", "c.md"], "title": list("ABC"),
+                         "text": ["A\nThe first aid kit is a green box.", "B\nThe router is in the hallway cupboard.",
+                                  "C\nThe heat pump needs 90 minutes."]})
+
+
+def test_bm25_finds_the_chunk_with_the_rare_words():
+    keyword = rag.Bm25Retriever(_fake_chunks())
+    tables = keyword.search(["Where is the router?", "first aid kit"], k=2)
+    assert tables[0].chunk_id.iloc[0] == 1 and tables[1].chunk_id.iloc[0] == 0
+    assert list(tables[0].columns) == ["rank", "chunk_id", "doc", "title", "score", "text"]
+    assert tables[0]["rank"].tolist() == [1, 2]
+
+
+def test_hybrid_fuses_two_rankings():
+    chunks = _fake_chunks()
+    index = rag.NumpyIndex()
+    index.add(np.eye(3, dtype=np.float32))
+    dense = rag.Retriever(chunks, index, embed_fn=lambda texts: np.array([[0, 0.2, 1.0]] * len(texts), "float32"))
+    hybrid = rag.HybridRetriever(dense, rag.Bm25Retriever(chunks), depth=3, rrf_k=10)
+    table = hybrid.retrieve("Where is the router?", k=3)
+    # dense ranks 2, 1, 0; BM25 ranks 1 first: chunk 1 is 2nd and 1st, so it wins the fusion
+    assert table.chunk_id.tolist()[0] == 1
+    assert sorted(table.chunk_id) == [0, 1, 2] and table["rank"].tolist() == [1, 2, 3]
