@@ -1,9 +1,9 @@
-"""RAG or fine-tune? Six systems on the same held-out questions, scored, timed and costed.
+"""RAG or fine-tune? Seven systems on the same held-out questions, scored, timed and costed.
 
 Notebook 07 compares, on the manual's test questions and on the intent task:
 
 1. the base model; 2. few-shot prompting; 3. RAG; 4. LoRA fine-tuned; 5. fine-tuned + RAG;
-6. a reader fine-tuned on retrieved passages (RAFT) + RAG.
+6. and 7. a reader fine-tuned on retrieved passages (RAFT), given three passages or one.
 
 This module holds the parts that are logic rather than teaching:
 
@@ -38,7 +38,8 @@ CPU_USD_PER_HOUR = 0.10
 API_MODEL = "gpt-4o-mini-2024-07-18"   # the price-table row used for "what would the API cost?"
 GROUNDED_SYSTEM = ("Answer the question with the words of the passage that answers it. "
                    "Cite the passage like [1].")
-SYSTEMS = ["base", "few-shot", "RAG", "fine-tuned", "fine-tuned + RAG", "RAFT reader + RAG"]
+SYSTEMS = ["base", "few-shot", "RAG", "fine-tuned", "fine-tuned + RAG", "RAFT reader, 3 passages",
+           "RAFT reader, 1 passage"]
 
 # The knowledge-update test: the hub's update window moves. ``FACT_TRAIN`` are the phrasings a fine-tune
 # learns the fact from; ``FACT_PROBES`` are asked before and after (the first is the manual's own
@@ -381,36 +382,61 @@ def gold_chunk(chunks: pd.DataFrame, qa: dict) -> int | None:
 
 
 def raft_examples(qa: pd.DataFrame, retriever: rag.Retriever, k: int = 3, no_gold_share: float = 0.2,
-                  system: str = QUOTE_SYSTEM, seed: int = 0) -> list[dict]:
+                  system: str = QUOTE_SYSTEM, seed: int = 0, balanced: bool = False) -> list[dict]:
     """Training chats for a reader of retrieved passages, in the manner of RAFT (Zhang et al., 2024).
 
     Each question gets ``k`` passages: its gold passage and the retriever's best wrong ones (distractors
-    that look relevant), in a random order; the target cites the gold passage's number and quotes it.
-    A share ``no_gold_share`` of the questions get distractors only, and the target "I don't know.":
-    the reader learns that a passage that merely looks relevant is not an answer. Questions whose gold
-    passage is nowhere in ``retriever.chunks`` are skipped."""
+    that look relevant); the target cites the gold passage's number and quotes it. With ``balanced=False``
+    the gold passage lands at a random position, once per question. With ``balanced=True`` each question
+    appears ``k`` times, its gold passage once at each position, so that no position is right more often
+    than another: a small reader otherwise learns the most frequent position instead of the evidence.
+
+    A share ``no_gold_share`` of the questions get (with ``balanced``: also get) an example with distractors
+    only and the target "I don't know.": a passage that merely looks relevant is not an answer. Questions
+    whose gold passage is nowhere in ``retriever.chunks`` are skipped."""
     rng = np.random.default_rng(seed)
     chunks = retriever.chunks
     tables = retriever.search(qa["question"].tolist(), k + 1)
     examples = []
+
+    def chat(question, rows, target):
+        return {"messages": rag.rag_messages(question, pd.DataFrame(rows), system=system)
+                + [{"role": "assistant", "content": target}]}
+
     for pair, table in zip(qa.to_dict("records"), tables):
         gold = gold_chunk(chunks, pair)
         if gold is None:
             continue
         wrong = [row for row in table.to_dict("records") if not rag.is_hit(row, pair)][:k]
-        with_gold = rng.random() >= no_gold_share
-        rows = wrong[:k - 1] + [chunks.iloc[gold].to_dict()] if with_gold else wrong[:k]
+        gold_row = chunks.iloc[gold].to_dict()
+        no_gold = rng.random() < no_gold_share
+        if balanced:
+            for n in range(k):
+                rows = wrong[:n] + [gold_row] + wrong[n:k - 1]
+                examples.append(chat(pair["question"], rows, f"[{n + 1}] {passage_body(gold_row['text'])}"))
+            if no_gold:
+                examples.append(chat(pair["question"], wrong[:k], DONT_KNOW))
+            continue
+        rows = wrong[:k] if no_gold else wrong[:k - 1] + [gold_row]
         rows = [rows[i] for i in rng.permutation(len(rows))]
-        passages = pd.DataFrame(rows)
-        if with_gold:
-            n = 1 + [r["chunk_id"] for r in rows].index(chunks.iloc[gold]["chunk_id"])
-            target = f"[{n}] {passage_body(rows[n - 1]['text'])}"
+        if no_gold:
+            examples.append(chat(pair["question"], rows, DONT_KNOW))
         else:
-            target = DONT_KNOW
-        examples.append({"messages": rag.rag_messages(pair["question"], passages, system=system)
-                         + [{"role": "assistant", "content": target}]})
+            n = 1 + [r["chunk_id"] for r in rows].index(gold_row["chunk_id"])
+            examples.append(chat(pair["question"], rows, f"[{n}] {passage_body(gold_row['text'])}"))
     return examples
 
+
+def cited_positions(answers: list[str]) -> dict[str, int]:
+    """How often each citation (``"[1]"``, ``"[2]"``, ...) opens an answer; ``"other"`` for the rest."""
+    import re
+
+    counts: dict[str, int] = {}
+    for answer in answers:
+        match = re.match(r"\s*(\[\d+\])", answer)
+        key = match.group(1) if match else "other"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 # ---------------------------------------------------------------- the benchmark file

@@ -203,6 +203,24 @@ def test_raft_examples_hold_gold_or_say_dont_know():
             assert f"[{number}]" in user and quote in user
 
 
+def test_balanced_raft_examples_put_the_gold_passage_once_at_each_position():
+    from helpers import rag
+    chunks = compare.sentence_chunks(course_data.load_manual())
+    qa = course_data.load_qa("train").head(12)
+    examples = compare.raft_examples(qa, rag.Bm25Retriever(chunks), k=3, no_gold_share=0.0, balanced=True)
+    targets = [e["messages"][-1]["content"] for e in examples]
+    assert len(examples) % 3 == 0 and len(examples) >= 3 * 10
+    assert compare.cited_positions(targets) == {f"[{n}]": len(examples) // 3 for n in (1, 2, 3)}
+    for first, second in zip(examples[::3], examples[1::3]):   # the same question, the gold passage moved
+        assert first["messages"][1]["content"] != second["messages"][1]["content"]
+        assert first["messages"][2]["content"][4:] == second["messages"][2]["content"][4:]
+
+
+def test_cited_positions_counts_the_opening_citation():
+    assert compare.cited_positions(["[2] a", " [2] b", "[10] c", "I don't know.", "x [1]"]) == \
+        {"[10]": 1, "[2]": 2, "other": 2}
+
+
 def test_write_benchmark_has_the_columns(tmp_path):
     table = compare.results_table([{"system": "RAG", "accuracy": 0.6, "n": 2, "seconds_per_answer": 1.0}],
                                   {"RAG": 0.01})
