@@ -1,9 +1,11 @@
-"""Why the RAFT reader of notebook 07 scores below RAG: one run, cpu mode (2 threads), side by side.
+"""How the RAFT reader of notebook 07 compares with RAG, and why: one run, cpu mode (2 threads), side by side.
 
     python benchmarks/raft_reader.py                  # targets "[n] quote", as in the notebook
     CHOICE_ONLY=1 python benchmarks/raft_reader.py    # targets "[n]" only: all the loss on the choice
     BALANCED=1 E=1 python benchmarks/raft_reader.py   # each question 3 times, gold once at each position
     BALANCED=1 E=1 NQ=54 python benchmarks/raft_reader.py   # the same on half the training questions
+    BALANCED=1 E=1 NQ=54 NG=0.1 DK_BOTH=1 python benchmarks/raft_reader.py   # as notebook 07: plus "I don't know"
+                                          # examples for 10% of the questions; read with and without that option
 
 Settings from the environment: B (batch, 2), A (gradient accumulation, 4), NG (share without the gold passage,
 0.2), E (epochs, 2), LR (1e-3). Prints RAG on the base model (k=1), the base reader given 3 cited passages,
@@ -46,20 +48,9 @@ chats = compare.raft_examples(train_qa, retriever, k=3, no_gold_share=NOGOLD, sy
 import re, collections
 print("gold positions in training targets:", collections.Counter(c["messages"][-1]["content"][:3] for c in chats), flush=True)
 if os.environ.get("BALANCED"):   # every question three times, its gold passage once at each position
-    chats = []
     few = train_qa.head(int(os.environ.get("NQ", len(train_qa))))   # NQ: only the first NQ training questions
-    for pair, table in zip(few.to_dict("records"), retriever.search(few["question"].tolist(), 4)):
-        gold = compare.gold_chunk(retriever.chunks, pair)
-        if gold is None:
-            continue
-        wrong = [row for row in table.to_dict("records") if not rag.is_hit(row, pair)][:2]
-        if len(wrong) < 2:
-            continue
-        for pos in range(3):
-            rows = wrong[:pos] + [retriever.chunks.iloc[gold].to_dict()] + wrong[pos:]
-            chats.append({"messages": rag.rag_messages(pair["question"], pd.DataFrame(rows), system=compare.QUOTE_SYSTEM)
-                          + [{"role": "assistant", "content": f"[{pos + 1}] {compare.passage_body(rows[pos]['text'])}"}]})
-    print(f"balanced: {len(chats)} examples", collections.Counter(c["messages"][-1]["content"][:3] for c in chats), flush=True)
+    chats = compare.raft_examples(few, retriever, k=3, no_gold_share=NOGOLD, balanced=True)
+    print(f"balanced: {len(chats)} examples", compare.cited_positions([c["messages"][-1]["content"] for c in chats]), flush=True)
 if os.environ.get("CHOICE_ONLY"):
     for c in chats:
         m = re.match(r"\[\d\]", c["messages"][-1]["content"])
@@ -69,8 +60,8 @@ args = sft.course_config("/tmp/raftx/out", num_train_epochs=EPOCHS, per_device_t
 LORA = dict(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
 run = sft.train(model, tokenizer, chats, None, args, LoraConfig(**LORA))
 print(f"trained {len(chats)} ex in {run.seconds:.0f} s, loss {run.metrics.train_loss.iloc[:2].mean():.2f} -> {run.metrics.train_loss.iloc[-2:].mean():.2f}; peak {rss():.2f} GiB", flush=True)
-for k, dk in ((3, False), (1, False)):
+for k, dk in ((3, True), (3, False), (1, True), (1, False)) if os.environ.get("DK_BOTH") else ((3, False), (1, False)):
     t = time.time(); ans = read(run.model, test_qa.question, k, dk, True, compare.QUOTE_SYSTEM)
     declines = np.mean([a.strip().startswith("I don") for a in ans])
-    print(f"RAFT k={k} dont_know={dk}: {acc(ans):.1%}, cites {collections.Counter(a[:3] for a in ans)} ({time.time()-t:.0f} s)", flush=True)
+    print(f"RAFT k={k} dont_know={dk}: {acc(ans):.1%}, says don't know on {declines:.0%}, cites {compare.cited_positions(ans)} ({time.time()-t:.0f} s)", flush=True)
 print(f"peak {rss():.2f} GiB")
