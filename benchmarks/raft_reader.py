@@ -12,19 +12,23 @@ Settings from the environment: B (batch, 2), A (gradient accumulation, 4), NG (s
 the positions of the gold passage in the training targets, and the trained reader's accuracy and citations
 on the 49 test questions with 3 passages and with 1.
 """
-import os, sys, time, resource, json
-import numpy as np, pandas as pd, collections
+import collections
+import os
+import re
+import resource
+import time
+
+import numpy as np
 from helpers.environment import set_threads
 set_threads("cpu")
 from peft import LoraConfig
-from helpers import compare, course_data, evaluate, rag, ship, sft
+from helpers import compare, course_data, evaluate, rag, sft
 from helpers import model as base
 
 BATCH, ACC, NOGOLD, EPOCHS, LR = (int(os.environ.get("B", 2)), int(os.environ.get("A", 4)),
                                   float(os.environ.get("NG", 0.2)), float(os.environ.get("E", 2)), float(os.environ.get("LR", 1e-3)))
 def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 docs, train_qa, test_qa = course_data.load_manual(), course_data.load_qa("train"), course_data.load_qa("test")
-unanswerable = course_data.load_unanswerable().question.head(20).tolist()
 sentences = compare.sentence_chunks(docs)
 vectors = rag.embed(sentences.text.tolist())
 store = rag.FaissIndex(vectors.shape[1]); store.add(vectors)
@@ -42,10 +46,9 @@ def acc(answers): return np.mean([evaluate.answer_correct(a, k) for a, k in zip(
 t = time.time()
 base_rag = read(model, test_qa.question, 1, False, False, compare.GROUNDED_SYSTEM)
 first3 = read(model, test_qa.question, 3, False, True, compare.QUOTE_SYSTEM)
-print("base reader, k=3, cited:", f"{acc(first3):.1%}", collections.Counter(a[:3] for a in first3) if False else [a[:3] for a in first3][:12], flush=True)
+print("base reader, k=3, cited:", f"{acc(first3):.1%}", compare.cited_positions(first3), flush=True)
 print(f"RAG base k=1: {acc(base_rag):.1%} ({time.time()-t:.0f} s)", flush=True)
 chats = compare.raft_examples(train_qa, retriever, k=3, no_gold_share=NOGOLD, system=compare.QUOTE_SYSTEM)
-import re, collections
 print("gold positions in training targets:", collections.Counter(c["messages"][-1]["content"][:3] for c in chats), flush=True)
 if os.environ.get("BALANCED"):   # every question three times, its gold passage once at each position
     few = train_qa.head(int(os.environ.get("NQ", len(train_qa))))   # NQ: only the first NQ training questions
